@@ -1,0 +1,57 @@
+/* internal.h - helpers shared by libvram's source files (not installed). */
+#ifndef VRAM_INTERNAL_H
+#define VRAM_INTERNAL_H
+
+#include "vram.h"
+
+#include <stdarg.h>
+
+#define VRAM_MIB (1024.0 * 1024.0)
+#define VRAM_ALIGN 256u
+
+#if defined(__GNUC__)
+#define VRAM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define VRAM_PRINTF(a, b)
+#endif
+
+/* Records the detail of a failure for vram_last_error() and returns
+ * `status`, so call sites read: return vram_fail(VRAM_E_INVALID, "...") */
+int vram_fail(int status, const char *fmt, ...) VRAM_PRINTF(2, 3);
+void vram_clear_error(void);
+
+/* Logs through the user's callback (or stderr). */
+void vram_log(int level, const char *fmt, ...) VRAM_PRINTF(2, 3);
+
+/* Round up to a multiple of VRAM_ALIGN. */
+static inline uint64_t vram_align_up(uint64_t n) {
+    return (n + VRAM_ALIGN - 1) & ~(uint64_t)(VRAM_ALIGN - 1);
+}
+
+/* Checks a versioned struct: non-NULL and size at least `min`. */
+#define VRAM_CHECK_STRUCT(p, type)                                                     \
+    do {                                                                               \
+        if (!(p) || (p)->size < sizeof(type))                                          \
+            return vram_fail(VRAM_E_INVALID, #type " is NULL or its size field is %u " \
+                                                   "(expected %zu)",                   \
+                             (p) ? (unsigned)(p)->size : 0u, sizeof(type));            \
+    } while (0)
+
+/* Growable string buffer for explanations and JSON-free text. */
+typedef struct vram_strbuf {
+    char *data;
+    size_t len, cap;
+    bool failed; /* an allocation failed; data is then unusable */
+} vram_strbuf;
+
+void vram_strbuf_printf(vram_strbuf *b, const char *fmt, ...) VRAM_PRINTF(2, 3);
+/* Hands the buffer's text to the caller (NULL and VRAM_E_NOMEM if failed). */
+int vram_strbuf_finish(vram_strbuf *b, char **out);
+
+/* Monotonic milliseconds. */
+double vram_now_ms(void);
+
+/* Case-insensitive compare ignoring spaces, dashes and underscores. */
+bool vram_name_matches(const char *a, const char *b);
+
+#endif
