@@ -1,0 +1,73 @@
+# Thin wrapper over CMake, pytest and the setup script.
+#   make app    the app on its built-in tiny model (http://127.0.0.1:7860)
+#   make test   every test: C (gcc, clang, ASan+UBSan, TSan, valgrind),
+#               a short fuzz run, and the Python/app/browser tests
+#   make bench  benchmarks (CPU; see bench/ for the GPU scripts)
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+JOBS ?= 2
+CTEST := ctest --output-on-failure --timeout 600
+FUZZ_SECONDS ?= 30
+
+.PHONY: setup build test test-c test-clang test-asan test-tsan test-valgrind fuzz-short \
+        test-python app bench clean
+
+setup:
+	scripts/setup.sh
+
+build:
+	cmake -S . -B build -G Ninja >/dev/null
+	cmake --build build -j$(JOBS)
+
+test: setup
+	scripts/run_tests.sh
+
+test-c: build
+	$(CTEST) --test-dir build
+
+test-clang:
+	CC=clang cmake -S . -B build-clang -G Ninja >/dev/null
+	cmake --build build-clang -j$(JOBS)
+	$(CTEST) --test-dir build-clang
+
+test-asan:
+	CC=clang cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DVRAM_SANITIZE=address,undefined >/dev/null
+	cmake --build build-asan -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(CTEST) --test-dir build-asan
+
+test-tsan:
+	CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	  -DVRAM_SANITIZE=thread >/dev/null
+	cmake --build build-tsan -j$(JOBS)
+	TSAN_OPTIONS=halt_on_error=1 $(CTEST) --test-dir build-tsan -R 'engine|arena|bench'
+
+test-valgrind: build
+	$(CTEST) --test-dir build -T memcheck -E 'cli_' \
+	  --overwrite MemoryCheckCommandOptions="--leak-check=full --error-exitcode=1"
+
+fuzz-short:
+	CC=clang cmake -S . -B build-fuzz -G Ninja -DVRAM_FUZZ=ON \
+	  -DVRAM_SANITIZE=address,undefined >/dev/null
+	cmake --build build-fuzz -j$(JOBS)
+	@for f in build-fuzz/fuzz_*; do \
+	  name=$$(basename $$f); corpus=fuzz/corpus/$${name#fuzz_}; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s on $$corpus"; \
+	  mkdir -p build-fuzz/work-$$name; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+	    build-fuzz/work-$$name $$corpus 2>&1 | tail -3 || exit 1; \
+	done
+
+test-python: build
+	VRAM_LIBRARY=$(CURDIR)/build/libvram.so .venv/bin/python -m pytest tests/python
+
+app: setup
+	.venv/bin/python -m genesis.apps.wanvideo_gradio_app
+
+bench: build
+	cmake --build build --target benches -j$(JOBS)
+	@for b in build/bench_*; do echo "== $$b"; $$b || exit 1; done
+
+clean:
+	rm -rf build build-clang build-asan build-tsan build-fuzz
