@@ -384,6 +384,7 @@ typedef struct vram_plan_options {
     double measured_h2d_gbps;      /* > 0 replaces the profile's bandwidth */
     double measured_block_ms;      /* > 0 replaces the compute estimate */
     double max_pinned_mb;          /* > 0 caps the pinned budget */
+    double disk_gbps;              /* disk-tier read speed, GB/s (default 2) */
 } vram_plan_options;
 
 VRAM_API void vram_plan_options_init(vram_plan_options *o);
