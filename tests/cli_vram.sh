@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The `vram` command line end to end: each command works, bad input gives
+# one clear line on stderr and a non-zero exit.
+set -u
+VRAM=${1:?usage: cli_vram.sh path/to/vram}
+failures=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# expect STATUS PATTERN -- command...: exit status and a pattern in stdout+stderr.
+expect() {
+  local want=$1 pattern=$2
+  shift 3
+  local out status
+  out=$("$@" 2>&1)
+  status=$?
+  if [ "$status" != "$want" ] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL: $* -> status $status (want $want), output:"
+    echo "$out" | head -20
+    echo "(expected /$pattern/)"
+    failures=$((failures + 1))
+  fi
+}
+# one_line CMD...: a failing command prints exactly one line on stderr.
+one_line() {
+  local lines
+  lines=$("$@" 2>&1 >/dev/null | wc -l)
+  if [ "$lines" != 1 ]; then
+    echo "FAIL: $* printed $lines lines on stderr, want 1"
+    failures=$((failures + 1))
+  fi
+}
+
+expect 0 'vram 0\.1\.0' -- "$VRAM" --version
+expect 0 'usage: vram' -- "$VRAM" help
+expect 0 'DRAM: ' -- "$VRAM" stats
+expect 0 '"dram_total_mb"' -- "$VRAM" stats --json
+expect 0 'RTX 4090' -- "$VRAM" stats --gpu 4090
+expect 0 'VRAM: 2048.0/32606.6MB' -- "$VRAM" stats --vram-total 32606.6 --vram-used 2048
+expect 0 'DRAM' -- "$VRAM" probe
+expect 0 '"gpus"' -- "$VRAM" probe --json
+expect 0 'H100' -- "$VRAM" gpus
+expect 0 'wan2.1-t2v-14b +40 blocks x +670.2 MiB' -- "$VRAM" models
+expect 0 '335.2 MiB' -- "$VRAM" models --dtype fp8_e4m3fn
+expect 0 '"block_params": ?351394304' -- "$VRAM" models --json
+
+# plan: the seed's debug log, both languages, JSON, and the short form.
+expect 0 '\[VRAM\] VRAM-DRAM 平衡分析' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu "RTX 4090" --debug
+expect 0 '✓ 智能 VRAM 管理已启用' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu "RTX 4090" --debug
+expect 0 '\[VRAM\] 自动配置' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug
+expect 0 '\[VRAM\] 手动配置' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug --blocks-to-swap 30 --streams 2 --bandwidth 0.5
+expect 0 'Intelligent VRAM management enabled|VRAM management enabled' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug --lang en
+expect 0 '"predicted_peak_bytes"' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --json
+expect 0 'mode: auto' -- "$VRAM" plan --model wan2.1-t2v-1.3b --gpu H100
+expect 0 '0 streamed' -- "$VRAM" plan --model wan2.1-t2v-1.3b --gpu H100
+expect 0 'mode: manual' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35
+expect 0 '5 resident, 35 streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35
+expect 0 'synchronous' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-cuda-opt
+expect 0 'pageable memory' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-dram-opt
+expect 0 'streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --vram-total 24564 --vram-used 1000
+
+# A real file: write a tiny safetensors model and inspect/plan it.
+python3 - "$tmp/tiny.safetensors" <<'PY'
+import json, struct, sys
+tensors, off = {}, 0
+for b in range(3):
+    for n, shape in (("self_attn.q.weight", [64, 64]), ("ffn.0.weight", [128, 64])):
+        size = shape[0] * shape[1] * 2
+        tensors[f"blocks.{b}.{n}"] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + size]}
+        off += size
+tensors["head.head.weight"] = {"dtype": "F32", "shape": [4, 64], "data_offsets": [off, off + 1024]}
+off += 1024
+h = json.dumps(tensors).encode()
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + bytes(off))
+PY
+expect 0 'blocks: 3' -- "$VRAM" inspect "$tmp/tiny.safetensors"
+expect 0 'blocks.2.ffn.0.weight' -- "$VRAM" inspect "$tmp/tiny.safetensors" --tensors
+expect 0 '"tensor_count": ?7' -- "$VRAM" inspect "$tmp/tiny.safetensors" --json
+expect 0 'blocks:' -- "$VRAM" plan --model "$tmp/tiny.safetensors" --gpu 3060
+
+# Bad input: one clear line, non-zero exit.
+head -c 5 "$tmp/tiny.safetensors" > "$tmp/truncated.safetensors"
+printf '\xff\xff\xff\xff\xff\xff\xff\x7f{}' > "$tmp/huge.safetensors"
+expect 1 'truncated|shorter|too short' -- "$VRAM" inspect "$tmp/truncated.safetensors"
+expect 1 'header' -- "$VRAM" inspect "$tmp/huge.safetensors"
+expect 1 'No such file|not found|cannot open' -- "$VRAM" inspect "$tmp/missing.safetensors"
+expect 2 'not a number' -- "$VRAM" plan --model wan2.1-t2v-14b --threshold abc
+expect 2 'out of range \(10-95\)' -- "$VRAM" plan --model wan2.1-t2v-14b --threshold 5
+expect 2 'out of range \(1-16\)' -- "$VRAM" plan --model wan2.1-t2v-14b --streams 17
+expect 2 'out of range \(0.1-1\)' -- "$VRAM" plan --model wan2.1-t2v-14b --bandwidth 1.5
+expect 2 'unknown option' -- "$VRAM" plan --model wan2.1-t2v-14b --frobnicate
+expect 2 'unknown command' -- "$VRAM" frobnicate
+expect 2 'needs a value' -- "$VRAM" plan --model
+expect 2 'plan needs --model' -- "$VRAM" plan
+expect 1 'RTX 4090' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu "GTX 9999"
+expect 1 'wan2.1-t2v-14b' -- "$VRAM" plan --model wan9-unknown --gpu 4090
+expect 1 'frames' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --frames 80
+expect 1 'width' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --width 830
+expect 1 'does not fit' -- "$VRAM" plan --model wan2.1-t2v-14b --vram-total 2000
+expect 1 'does not fit' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --manual --blocks-to-swap 1
+one_line "$VRAM" plan --model wan2.1-t2v-14b --threshold abc
+one_line "$VRAM" inspect "$tmp/truncated.safetensors"
+one_line "$VRAM" plan --model wan2.1-t2v-14b --vram-total 2000
+
+if ((failures)); then
+  echo "$failures CLI check(s) failed"
+  exit 1
+fi
+echo "all CLI checks passed"
