@@ -276,7 +276,8 @@ typedef struct vram_tensor_info {
     int ndim;
     int64_t shape[8];
     uint64_t nbytes;
-    int file_index;        /* into vram_layout_file_path; -1 for catalog */
+    int file_index;        /* into vram_layout_file_path; -1: no file (catalog,
+                              parse_header) */
     uint64_t file_offset;  /* absolute offset of the data in that file */
     int block;             /* block index, -1 for the rest */
     int role;              /* vram_rest_role */
@@ -293,6 +294,8 @@ typedef struct vram_block_info {
     uint64_t nbytes;        /* sum of tensor bytes */
     uint64_t packed_bytes;  /* with each tensor 256-aligned: region size */
     uint64_t linear_params; /* params of 2-D weights (matmul FLOPs) */
+    int first_tensor;       /* its tensors are first_tensor..+tensor_count-1
+                               in packing order; -1 when it has none */
 } vram_block_info;
 
 typedef struct vram_layout_info {
@@ -318,11 +321,14 @@ typedef struct vram_layout_info {
  * Reads headers only, never the weights. */
 VRAM_API int vram_layout_open(const char *path, vram_layout **out);
 /* Parses a safetensors header held in memory (size-prefixed, as on disk);
- * `len` is the number of bytes available. Used by the fuzzer. */
+ * `len` is the number of bytes available. Used by the fuzzer. No file:
+ * file_count 0, file_index -1, file_offset as in a file (8 + N + begin),
+ * data offsets checked only against each other. */
 VRAM_API int vram_layout_parse_header(const void *data, size_t len, vram_layout **out);
 /* Built-in catalog: "wan2.1-t2v-14b", "wan2.1-i2v-14b", "wan2.1-t2v-1.3b",
- * "wan2.2-t2v-a14b", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b"; dtype as given
- * (bf16 when UNKNOWN). */
+ * "wan2.2-t2v-a14b", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b", "umt5-xxl";
+ * dtype BF16/F16/F32 for all tensors (bf16 when UNKNOWN); F8_E4M3/F8_E5M2
+ * for the Linear weights inside blocks, the rest bf16 (as fp8 checkpoints). */
 VRAM_API int vram_layout_from_catalog(const char *name, vram_dtype dtype, vram_layout **out);
 VRAM_API int vram_catalog_count(void);
 VRAM_API const char *vram_catalog_name(int index);
@@ -331,15 +337,19 @@ VRAM_API const char *vram_catalog_description(int index);
  * num_layers equal blocks of model_size_mb / num_layers each. */
 VRAM_API int vram_layout_from_size(double model_size_mb, int num_layers, vram_layout **out);
 /* A layout built by a caller (Python, from a live torch module): blocks of
- * the given byte sizes, rest_bytes outside. dim may be 0 (unknown). */
+ * the given byte sizes, rest_bytes outside. dim may be 0 (unknown).
+ * These two have no tensors; params and main_dtype are unknown (0). */
 VRAM_API int vram_layout_from_blocks(const uint64_t *block_bytes, int block_count,
                                      uint64_t rest_bytes, int dim, vram_layout **out);
 VRAM_API void vram_layout_free(vram_layout *layout);
 
+/* Tensor order: block 0's tensors in packing order, block 1's, ..., then
+ * the rest in file order. Names are the file's own (prefixes kept). */
 VRAM_API int vram_layout_get_info(const vram_layout *layout, vram_layout_info *out);
 VRAM_API int vram_layout_block(const vram_layout *layout, int index, vram_block_info *out);
 VRAM_API int vram_layout_tensor(const vram_layout *layout, int index, vram_tensor_info *out);
-/* Index of the tensor named `name`, or VRAM_E_NOT_FOUND. */
+/* Index of the tensor named `name` (also found without a ComfyUI
+ * "model.diffusion_model." prefix), or VRAM_E_NOT_FOUND. */
 VRAM_API int vram_layout_find_tensor(const vram_layout *layout, const char *name);
 VRAM_API const char *vram_layout_file_path(const vram_layout *layout, int file_index);
 /* JSON description (info, blocks, optionally tensors); free with vram_free. */
