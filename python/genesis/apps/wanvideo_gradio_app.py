@@ -1,0 +1,336 @@
+"""WanVideo Gradio app with intelligent VRAM management.
+
+    python -m genesis.apps.wanvideo_gradio_app [--host 127.0.0.1] [--port 7860]
+        [--model tiny|FOLDER|FILE.safetensors] [--base FOLDER] [--lang zh|en|auto]
+
+The built-in tiny model is the default, so the app runs on a CPU out of the
+box (its output is noise). All VRAM decisions come from genesis (libvram);
+this module only wires the UI to genesis.wan.runner.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from genesis.i18n import LANGS, Texts
+from genesis.wan.loading import ModelError, ModelSpec
+from genesis.wan.runner import GenerationRequest, WanGenerator
+from genesis.wan.schedulers import SCHEDULERS
+from genesis.wan.validation import InputError
+from genesis.wan.vram_setup import VramSettings
+
+PRESETS: tuple[str, ...] = (
+    "Fast Preview",
+    "Standard",
+    "High Quality",
+    "Memory Optimized",
+    "Speed Optimized",
+    "Default",
+)
+COMPILE_BACKENDS: tuple[str, ...] = ("inductor", "cudagraphs", "aot_eager", "eager")
+PRESET_OUTPUTS: tuple[str, ...] = (
+    "steps",
+    "cfg",
+    "shift",
+    "scheduler",
+    "compile_enabled",
+    "block_swap_enabled",
+    "auto_hardware_tuning",
+    "vram_threshold_percent",
+)
+
+
+def apply_preset(preset_name: str) -> tuple[int, float, float, str, bool, bool, bool, float]:
+    """The seed's preset table: (steps, cfg, shift, scheduler, compile_enabled,
+    block_swap_enabled, auto_hardware_tuning, vram_threshold_percent)."""
+    name = preset_name or ""
+    if "Fast Preview" in name:
+        return (4, 1.0, 5.0, "sa_ode_stable/lowstep", False, False, True, 50.0)
+    if "Standard" in name:
+        return (30, 6.0, 5.0, "unipc", False, False, True, 50.0)
+    if "High Quality" in name:
+        return (50, 8.0, 5.0, "ddim", False, False, True, 50.0)
+    if "Memory Optimized" in name:
+        return (30, 6.0, 5.0, "unipc", False, True, True, 40.0)  # lower threshold: stream more
+    if "Speed Optimized" in name:
+        return (30, 6.0, 5.0, "unipc", True, False, True, 60.0)  # higher threshold: stream less
+    return (30, 6.0, 5.0, "unipc", False, False, True, 50.0)
+
+
+def vram_mode_text(texts: Texts, block_swap_enabled: bool, auto_hardware_tuning: bool) -> str:
+    if not block_swap_enabled:
+        return texts.plain("mode_off")
+    return texts.plain("mode_auto" if auto_hardware_tuning else "mode_manual")
+
+
+def memory_monitor_text(threshold: float = 50.0) -> str:
+    """One refresh of the live VRAM/DRAM monitor (genesis get_memory_stats)."""
+    try:
+        from genesis.apps.intelligent_vram_manager import get_vram_manager
+
+        s = get_vram_manager(threshold).get_memory_stats()
+    except Exception as e:  # shown, never fatal: the monitor is informative
+        return f"memory stats unavailable: {e}"
+    gpu = getattr(s, "gpu_name", "") or "no GPU"
+    if getattr(s, "vram_known", s.vram_total_mb > 0):
+        vram = f"VRAM ({gpu}): {s.vram_used_mb:.1f}/{s.vram_total_mb:.1f}MB ({s.vram_usage_percent:.1f}%)"
+    else:
+        vram = f"VRAM: N/A ({gpu})"
+    dram = f"DRAM: {s.dram_used_mb:.1f}/{s.dram_total_mb:.1f}MB ({s.dram_usage_percent:.1f}%)"
+    return f"{vram}  \n{dram}"
+
+
+def timeline_figure(events: list[dict[str, Any]]) -> Any:
+    """Per-block copy and compute bars over time from the engine timeline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 2.6), dpi=100)
+    if not events:
+        ax.text(0.5, 0.5, "no block streaming in this run", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        fig.tight_layout()
+        return fig
+    lanes = {"copy": 1, "compute": 0}
+    cmap = plt.get_cmap("tab20")
+    for ev in events:
+        y = lanes["copy" if ev["kind"] == "copy" else "compute"]
+        ax.barh(y, ev["end_ms"] - ev["start_ms"], left=ev["start_ms"], height=0.6, color=cmap(ev["block"] % 20), edgecolor="none")
+    ax.set_yticks([0, 1], ["compute", "copy"])
+    ax.set_xlabel("ms since first block")
+    ax.set_title("per-block copy (top) and compute (bottom); colour = block")
+    fig.tight_layout()
+    return fig
+
+
+class WanVideoApp:
+    """The app's state (one generator, one loaded model) and its handler."""
+
+    def __init__(self, model: str = "tiny", base: str = "", lang: str = "zh", output_dir: str | None = None) -> None:
+        self.texts = Texts(lang)
+        self.default_model = ModelSpec(model, base)
+        self.generator = WanGenerator(output_dir=output_dir)
+        self.last_log: list[str] = []
+        self.last_timeline: list[dict[str, Any]] = []
+
+    def generate_video(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        image: Any,
+        width: int,
+        height: int,
+        frames: int,
+        steps: int,
+        cfg: float,
+        shift: float,
+        scheduler: str,
+        seed: int,
+        # Optimization parameters
+        compile_enabled: bool,
+        compile_backend: str,
+        block_swap_enabled: bool,
+        # Intelligent VRAM management
+        auto_hardware_tuning: bool = True,
+        vram_threshold_percent: float = 50.0,
+        blocks_to_swap: int = 0,
+        enable_cuda_optimization: bool = True,
+        enable_dram_optimization: bool = True,
+        num_cuda_streams: int = 8,
+        bandwidth_target: float = 0.8,
+        offload_txt_emb: bool = False,
+        offload_img_emb: bool = False,
+        vace_blocks_to_swap: int = 0,
+        vram_debug_mode: bool = False,
+        # Model choice
+        model_path: str = "",
+        model_base: str = "",
+        progress: Any = None,
+    ) -> tuple[str, list[Any], dict[str, Any]]:
+        """Generates one video; returns (mp4 path, gallery frames, metadata).
+        Raises InputError / ModelError with a message meant for the user."""
+        vram = VramSettings(
+            auto_hardware_tuning=bool(auto_hardware_tuning),
+            vram_threshold_percent=float(vram_threshold_percent),
+            blocks_to_swap=int(blocks_to_swap),
+            enable_cuda_optimization=bool(enable_cuda_optimization),
+            enable_dram_optimization=bool(enable_dram_optimization),
+            num_cuda_streams=int(num_cuda_streams),
+            bandwidth_target=float(bandwidth_target),
+            offload_txt_emb=bool(offload_txt_emb),
+            offload_img_emb=bool(offload_img_emb),
+            vace_blocks_to_swap=int(vace_blocks_to_swap),
+            vram_debug_mode=bool(vram_debug_mode),
+        )
+        spec = ModelSpec(model_path.strip(), model_base.strip()) if (model_path or "").strip() else self.default_model
+        req = GenerationRequest(
+            prompt=prompt or "",
+            negative_prompt=negative_prompt or "",
+            image=image,
+            width=int(width),
+            height=int(height),
+            frames=int(frames),
+            steps=int(steps),
+            cfg=float(cfg),
+            shift=float(shift),
+            scheduler=scheduler,
+            seed=int(seed),
+            compile_enabled=bool(compile_enabled),
+            compile_backend=compile_backend,
+            block_swap_enabled=bool(block_swap_enabled),
+            vram=vram,
+            model=spec,
+        )
+
+        def report(step: int, total: int) -> None:
+            if progress is not None:
+                progress((step, total), desc="denoising", unit="steps")
+
+        result = self.generator.generate(req, progress=report)
+        self.last_log = result.log
+        self.last_timeline = result.timeline
+        return str(result.video_path), list(result.gallery), result.metadata
+
+
+def build_ui(app: WanVideoApp) -> gr.Blocks:
+    t = app.texts
+    tiny = app.default_model.is_tiny
+    small = tiny  # the tiny model on a CPU: small defaults keep a click quick
+    d_steps, d_cfg, d_shift, d_sched, d_compile, d_swap, d_auto, d_thr = apply_preset("Default")
+    with gr.Blocks(title="Genesis WanVideo") as demo:
+        gr.Markdown(t("title"))
+        notice = gr.Markdown(t("tiny_notice"), visible=tiny, elem_id="tiny_notice")
+        with gr.Row():
+            with gr.Column(scale=1):
+                model_path = gr.Textbox(label=t("model"), value=app.default_model.model or "tiny", elem_id="model_path")
+                model_base = gr.Textbox(label=t("model_base"), value=app.default_model.base, elem_id="model_base")
+                prompt = gr.Textbox(label=t("prompt"), lines=3, elem_id="prompt")
+                negative_prompt = gr.Textbox(label=t("negative_prompt"), lines=2, elem_id="negative_prompt")
+                image = gr.Image(label=t("image"), type="pil", elem_id="image")
+                preset = gr.Radio(choices=list(PRESETS), value="Default", label=t("preset"), elem_id="preset")
+                with gr.Row():
+                    width = gr.Slider(16, 1920, value=128 if small else 832, step=16, label=t("width"), elem_id="width")
+                    height = gr.Slider(16, 1920, value=128 if small else 480, step=16, label=t("height"), elem_id="height")
+                with gr.Row():
+                    frames = gr.Number(value=17 if small else 81, precision=0, label=t("frames"), elem_id="frames")
+                    steps = gr.Slider(1, 100, value=d_steps, step=1, label=t("steps"), elem_id="steps")
+                with gr.Row():
+                    cfg = gr.Slider(0.0, 20.0, value=d_cfg, step=0.1, label=t("cfg"), elem_id="cfg")
+                    shift = gr.Slider(0.1, 20.0, value=d_shift, step=0.1, label=t("shift"), elem_id="shift")
+                with gr.Row():
+                    scheduler = gr.Dropdown(list(SCHEDULERS), value=d_sched, label=t("scheduler"), elem_id="scheduler")
+                    seed = gr.Number(value=42, precision=0, label=t("seed"), elem_id="seed")
+                with gr.Accordion(t("optimization"), open=True):
+                    with gr.Row():
+                        compile_enabled = gr.Checkbox(value=d_compile, label=t("compile_enabled"), elem_id="compile_enabled")
+                        compile_backend = gr.Dropdown(list(COMPILE_BACKENDS), value="inductor", label=t("compile_backend"), elem_id="compile_backend")
+                with gr.Accordion(t("vram_section"), open=True):
+                    block_swap_enabled = gr.Checkbox(value=d_swap, label=t("block_swap_enabled"), elem_id="block_swap_enabled")
+                    auto_hardware_tuning = gr.Checkbox(value=d_auto, label=t("auto_hardware_tuning"), elem_id="auto_hardware_tuning")
+                    vram_threshold_percent = gr.Slider(10, 95, value=d_thr, step=1, label=t("vram_threshold_percent"), elem_id="vram_threshold_percent")
+                    mode_status = gr.Markdown(vram_mode_text(t, d_swap, d_auto), elem_id="vram_mode")
+                    with gr.Accordion(t("advanced"), open=True):
+                        blocks_to_swap = gr.Slider(0, 40, value=0, step=1, label=t("blocks_to_swap"), info=t("blocks_to_swap_info"), interactive=not d_auto, elem_id="blocks_to_swap")
+                        with gr.Row():
+                            enable_cuda_optimization = gr.Checkbox(value=True, label=t("enable_cuda_optimization"), elem_id="enable_cuda_optimization")
+                            enable_dram_optimization = gr.Checkbox(value=True, label=t("enable_dram_optimization"), elem_id="enable_dram_optimization")
+                        num_cuda_streams = gr.Slider(1, 16, value=8, step=1, label=t("num_cuda_streams"), interactive=not d_auto, elem_id="num_cuda_streams")
+                        bandwidth_target = gr.Slider(0.1, 1.0, value=0.8, step=0.05, label=t("bandwidth_target"), interactive=not d_auto, elem_id="bandwidth_target")
+                        with gr.Row():
+                            offload_txt_emb = gr.Checkbox(value=False, label=t("offload_txt_emb"), elem_id="offload_txt_emb")
+                            offload_img_emb = gr.Checkbox(value=False, label=t("offload_img_emb"), elem_id="offload_img_emb")
+                        vace_blocks_to_swap = gr.Slider(0, 15, value=0, step=1, label=t("vace_blocks_to_swap"), elem_id="vace_blocks_to_swap")
+                        vram_debug_mode = gr.Checkbox(value=False, label=t("vram_debug_mode"), elem_id="vram_debug_mode")
+            with gr.Column(scale=1):
+                generate_button = gr.Button(t("generate"), variant="primary", elem_id="generate")
+                status = gr.Textbox(label=t("status"), value=t.plain("ready"), interactive=False, elem_id="status")
+                video_output = gr.Video(label=t("video"), elem_id="video_output")
+                frames_gallery = gr.Gallery(label=t("frames_gallery"), columns=4, height="auto", elem_id="frames_gallery")
+                metadata_output = gr.JSON(label=t("metadata"), elem_id="metadata")
+                debug_log = gr.Textbox(label=t("debug_log"), lines=14, interactive=False, visible=False, elem_id="debug_log")
+                timeline_plot = gr.Plot(label=t("timeline"), elem_id="timeline_plot")
+                monitor = gr.Markdown(memory_monitor_text(d_thr), label=t("monitor"), elem_id="memory_monitor")
+                timer = gr.Timer(2.0)
+
+        preset.change(
+            apply_preset,
+            inputs=[preset],
+            outputs=[steps, cfg, shift, scheduler, compile_enabled, block_swap_enabled, auto_hardware_tuning, vram_threshold_percent],
+            queue=False,
+        )
+
+        def on_mode(swap_on: bool, auto: bool) -> tuple[Any, ...]:
+            manual = gr.update(interactive=not auto)
+            return vram_mode_text(t, swap_on, auto), manual, manual, manual
+
+        for trigger in (block_swap_enabled, auto_hardware_tuning):
+            trigger.change(
+                on_mode,
+                inputs=[block_swap_enabled, auto_hardware_tuning],
+                outputs=[mode_status, blocks_to_swap, num_cuda_streams, bandwidth_target],
+                queue=False,
+            )
+        vram_debug_mode.change(lambda on: gr.update(visible=bool(on)), inputs=[vram_debug_mode], outputs=[debug_log], queue=False)
+        model_path.change(lambda m: gr.update(visible=ModelSpec(m or "").is_tiny), inputs=[model_path], outputs=[notice], queue=False)
+        timer.tick(memory_monitor_text, inputs=[vram_threshold_percent], outputs=[monitor], concurrency_limit=None, show_progress="hidden")
+
+        def generate_wrapper(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+            try:
+                video, gallery, meta = app.generate_video(*args, progress=progress)
+            except (InputError, ModelError) as e:
+                raise gr.Error(str(e), duration=None) from e
+            except Exception as e:  # anything else: shown, and the app keeps serving
+                raise gr.Error(f"generation failed: {type(e).__name__}: {e}", duration=None) from e
+            done = t.plain("done") + f" — {meta['generate_s']:.2f} s, {meta['frames']} frames"
+            if "note" in meta:
+                done += f" ({meta['note']})"
+            return video, gallery, meta, done, "\n".join(app.last_log), timeline_figure(app.last_timeline)
+
+        generate_button.click(
+            fn=generate_wrapper,
+            inputs=[
+                prompt, negative_prompt, image, width, height, frames, steps, cfg, shift, scheduler, seed,
+                compile_enabled, compile_backend, block_swap_enabled,
+                auto_hardware_tuning, vram_threshold_percent, blocks_to_swap,
+                enable_cuda_optimization, enable_dram_optimization, num_cuda_streams, bandwidth_target,
+                offload_txt_emb, offload_img_emb, vace_blocks_to_swap, vram_debug_mode,
+                model_path, model_base,
+            ],
+            outputs=[video_output, frames_gallery, metadata_output, status, debug_log, timeline_plot],
+            api_name="generate",
+            concurrency_limit=1,
+        )
+    demo.queue(default_concurrency_limit=1)
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="WanVideo Gradio app with intelligent VRAM management")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--model", default="tiny", help="tiny (default), a diffusers folder, or a .safetensors transformer")
+    ap.add_argument("--base", default="", help="diffusers folder for the rest of a single-file checkpoint")
+    ap.add_argument("--lang", choices=LANGS, default="zh", help="UI language (auto = the browser's locale)")
+    ap.add_argument("--output-dir", default=None, help="where videos are written (default: a temp folder)")
+    ap.add_argument("--share", action="store_true")
+    a = ap.parse_args(argv)
+    app = WanVideoApp(model=a.model, base=a.base, lang=a.lang, output_dir=a.output_dir)
+    demo = build_ui(app)
+    demo.launch(
+        server_name=a.host,
+        server_port=a.port,
+        share=a.share,
+        show_error=True,
+        i18n=app.texts.i18n,
+        allowed_paths=[str(Path(app.generator.output_dir).resolve())],
+    )
+
+
+if __name__ == "__main__":
+    main()

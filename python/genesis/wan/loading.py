@@ -1,0 +1,131 @@
+"""Loading Wan 2.1 / 2.2 pipelines from local files only (no hub access).
+
+A model is named by a spec:
+- "tiny" (default) or "tiny-i2v": the built-in random-weight model (genesis.wan.tiny);
+- a folder in diffusers layout (it has model_index.json);
+- a single-file transformer checkpoint (.safetensors, original Wan, ComfyUI or
+  diffusers naming), which needs a diffusers-layout base folder for the text
+  encoder, VAE, tokenizer and the transformer config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import tiny
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be loaded, with a message meant for the user."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: str  # "tiny", "tiny-i2v", a folder or a .safetensors file
+    base: str = ""  # diffusers-layout folder for a single-file checkpoint
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model.strip() in ("", *tiny.TINY_NAMES)
+
+
+@dataclass
+class LoadedModel:
+    pipe: Any  # WanPipeline or WanImageToVideoPipeline
+    spec: ModelSpec
+    path: Path  # the diffusers folder the pipeline came from
+    is_tiny: bool
+    i2v: bool
+
+    @property
+    def transformers(self) -> list[Any]:
+        """The denoising transformer(s): Wan2.2 A14B has two experts."""
+        return [t for t in (self.pipe.transformer, getattr(self.pipe, "transformer_2", None)) if t is not None]
+
+
+def _read_index(folder: Path) -> dict[str, Any]:
+    index = folder / "model_index.json"
+    if not folder.is_dir():
+        raise ModelError(f"model folder not found: {folder}")
+    if not index.is_file():
+        raise ModelError(f"{folder} is not a diffusers model folder (no model_index.json)")
+    try:
+        return json.loads(index.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read {index}: {e}") from e
+
+
+def _is_i2v(index: dict[str, Any]) -> bool:
+    return "ImageToVideo" in str(index.get("_class_name", ""))
+
+
+def resolve_folder(spec: ModelSpec, want_i2v: bool) -> tuple[Path, Path | None]:
+    """(diffusers folder, single-file checkpoint or None) for a spec."""
+    model = spec.model.strip()
+    if spec.is_tiny:
+        name = tiny.TINY_I2V if (want_i2v or model == tiny.TINY_I2V) else tiny.TINY_T2V
+        return tiny.tiny_model_path(name), None
+    path = Path(model).expanduser()
+    if path.suffix in (".safetensors", ".sft"):
+        if not path.is_file():
+            raise ModelError(f"checkpoint not found: {path}")
+        if not spec.base.strip():
+            raise ModelError(
+                f"{path.name} is a single-file transformer; also give a base folder in diffusers "
+                "layout (text encoder, VAE, tokenizer, transformer config), e.g. Wan2.1-T2V-14B-Diffusers"
+            )
+        return Path(spec.base.strip()).expanduser(), path
+    if not path.exists():
+        raise ModelError(f"model folder not found: {path}")
+    return path, None
+
+
+def load_pipeline(spec: ModelSpec, want_i2v: bool, torch_dtype: Any = None) -> LoadedModel:
+    """Loads the pipeline on the CPU (placement is the block swapper's job).
+
+    want_i2v selects WanImageToVideoPipeline; a text-to-video model asked for
+    image-to-video is refused with a clear message."""
+    import torch
+    from diffusers import WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
+
+    folder, checkpoint = resolve_folder(spec, want_i2v)
+    index = _read_index(folder)
+    i2v = _is_i2v(index)
+    if want_i2v and not i2v:
+        raise ModelError(
+            f"{folder} is a text-to-video model ({index.get('_class_name')}); "
+            "remove the input image or choose an image-to-video (I2V) model"
+        )
+    dtype = torch_dtype or torch.float32
+    cls = WanImageToVideoPipeline if i2v else WanPipeline
+    # Wan's VAE decodes badly in bf16: it stays float32.
+    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": {"default": dtype, "vae": torch.float32}}
+    try:
+        if checkpoint is not None:
+            kwargs["transformer"] = WanTransformer3DModel.from_single_file(
+                str(checkpoint),
+                config=str(folder),
+                subfolder="transformer",
+                torch_dtype=dtype,
+                local_files_only=True,
+            )
+        pipe = cls.from_pretrained(str(folder), **kwargs)
+    except ModelError:
+        raise
+    except Exception as e:  # corrupt files, wrong layout, missing parts
+        what = checkpoint or folder
+        raise ModelError(f"cannot load model from {what}: {type(e).__name__}: {e}") from e
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(pipe=pipe, spec=spec, path=folder, is_tiny=spec.is_tiny, i2v=i2v)
+
+
+def transformer_size(model: Any) -> tuple[float, int]:
+    """(size in MiB at the loaded dtype, number of transformer blocks)."""
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    size += sum(b.numel() * b.element_size() for b in model.buffers())
+    blocks = getattr(model, "blocks", None)
+    num = len(blocks) if blocks is not None else int(getattr(model.config, "num_layers", 0))
+    return size / (1024 * 1024), num

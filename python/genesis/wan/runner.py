@@ -1,0 +1,214 @@
+"""One video generation, shared by the Gradio app and the command line.
+
+Loads (and keeps) the pipeline, runs the seed's step 2 through
+genesis.wan.vram_setup, places the model (block swapping through
+genesis.blockswap when enabled), denoises with a progress callback, writes the
+mp4 and gathers the run's metadata (plan, predicted and measured step time,
+peak VRAM, bytes streamed, overlap, the engine's timeline)."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import swap
+from .loading import LoadedModel, ModelSpec, load_pipeline, transformer_size
+from .schedulers import make_scheduler
+from .validation import validate_request
+from .video import gallery_frames, write_mp4
+from .vram_setup import LogFn, VramSettings, build_block_swap_args
+
+ProgressFn = Callable[[int, int], None]
+
+NOISE_NOTE = "tiny random-weight model: the output is noise; choose a real Wan model for real videos"
+
+
+@dataclass
+class GenerationRequest:
+    prompt: str
+    negative_prompt: str = ""
+    image: Any = None  # PIL image for image-to-video
+    width: int = 832
+    height: int = 480
+    frames: int = 81
+    steps: int = 30
+    cfg: float = 6.0
+    shift: float = 5.0
+    scheduler: str = "unipc"
+    seed: int = 42  # -1 = random
+    fps: int = 16
+    compile_enabled: bool = False
+    compile_backend: str = "inductor"
+    block_swap_enabled: bool = False
+    vram: VramSettings = field(default_factory=VramSettings)
+    model: ModelSpec = field(default_factory=lambda: ModelSpec("tiny"))
+
+
+@dataclass
+class GenerationResult:
+    video_path: Path
+    frames: np.ndarray
+    gallery: list[np.ndarray]
+    metadata: dict[str, Any]
+    log: list[str]
+    timeline: list[dict[str, Any]]
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class WanGenerator:
+    """Keeps one loaded model; generate() runs one request at a time."""
+
+    def __init__(self, output_dir: str | Path | None = None, device: str | None = None) -> None:
+        self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="genesis-videos-"))
+        self.device = device or default_device()
+        self._loaded: LoadedModel | None = None
+        self._lock = threading.Lock()
+
+    def model(self, spec: ModelSpec, want_i2v: bool) -> LoadedModel:
+        """The loaded pipeline for spec, loading it on first use."""
+        import torch
+
+        cur = self._loaded
+        if cur is not None and cur.spec == spec and (cur.i2v or not want_i2v) and (cur.i2v == want_i2v or not cur.is_tiny):
+            return cur
+        self._loaded = None  # free the old one before loading the next
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self._loaded = load_pipeline(spec, want_i2v, torch_dtype=dtype)
+        return self._loaded
+
+    def generate(self, req: GenerationRequest, progress: ProgressFn | None = None, log: LogFn | None = None) -> GenerationResult:
+        with self._lock:
+            return self._generate(req, progress, log)
+
+    def _generate(self, req: GenerationRequest, progress: ProgressFn | None, log: LogFn | None) -> GenerationResult:
+        import torch
+
+        lines: list[str] = []
+
+        def emit(line: str) -> None:
+            lines.append(line)
+            (log or print)(line)
+
+        validate_request(req.prompt, req.width, req.height, req.frames, req.steps, req.cfg, req.shift)
+        started = time.time()
+        t0 = time.perf_counter()
+        loaded = self.model(req.model, want_i2v=req.image is not None)
+        load_s = time.perf_counter() - t0
+        pipe = loaded.pipe
+        pipe.scheduler = make_scheduler(req.scheduler, req.shift, pipe.scheduler.config.get("num_train_timesteps", 1000))
+
+        size_mb, num_layers = transformer_size(pipe.transformer)
+        passes = 2 if req.cfg > 1.0 else 1
+        setup = build_block_swap_args(
+            req.vram,
+            req.block_swap_enabled,
+            model_size_mb=size_mb,
+            num_layers=num_layers,
+            log=emit,
+            plan_context={"width": req.width, "height": req.height, "frames": req.frames, "passes_per_step": passes},
+        )
+        on_gpu = self.device.startswith("cuda")
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats()
+        session = swap.place(loaded, setup.args, self.device, log=emit, debug=req.vram.vram_debug_mode)
+        try:
+            if req.compile_enabled:
+                for t in loaded.transformers:
+                    for block in t.blocks:
+                        block.compile(backend=req.compile_backend)
+            seed = req.seed if req.seed >= 0 else random.randrange(2**31)
+            step_times: list[float] = []
+            last = [time.perf_counter()]
+
+            def on_step(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+                now = time.perf_counter()
+                step_times.append(now - last[0])
+                last[0] = now
+                if progress is not None:
+                    progress(step + 1, req.steps)
+                return kwargs
+
+            call: dict[str, Any] = dict(
+                prompt=req.prompt,
+                negative_prompt=req.negative_prompt or None,
+                height=req.height,
+                width=req.width,
+                num_frames=req.frames,
+                num_inference_steps=req.steps,
+                guidance_scale=req.cfg,
+                generator=torch.Generator(device="cpu").manual_seed(seed),
+                callback_on_step_end=on_step,
+                output_type="np",
+            )
+            if loaded.i2v:
+                call["image"] = req.image.convert("RGB")
+            if progress is not None:
+                progress(0, req.steps)
+            t1 = time.perf_counter()
+            last[0] = t1
+            with torch.inference_mode():
+                frames = pipe(**call).frames
+            run_s = time.perf_counter() - t1
+            swap_info, timeline = session.report()
+        finally:
+            session.close()
+        frames = np.asarray(frames)[0]
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        video = write_mp4(frames, self.output_dir / f"wan-{int(started)}-{seed}.mp4", fps=req.fps)
+        peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None
+        # The first step includes text encoding; the steady state is the rest.
+        steady = step_times[1:] or step_times
+        meta: dict[str, Any] = {
+            "model": str(loaded.path) if not loaded.is_tiny else f"{req.model.model or 'tiny'} (built-in)",
+            "task": "image-to-video" if loaded.i2v else "text-to-video",
+            "device": self.device,
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt,
+            "width": req.width,
+            "height": req.height,
+            "frames": req.frames,
+            "steps": req.steps,
+            "cfg": req.cfg,
+            "shift": req.shift,
+            "scheduler": req.scheduler,
+            "seed": seed,
+            "compile": {"enabled": req.compile_enabled, "backend": req.compile_backend},
+            "transformer_size_mb": round(size_mb, 3),
+            "transformer_blocks": num_layers,
+            "vram_mode": setup.mode,
+            "vram_settings": req.vram.as_dict(),
+            "block_swap_args": setup.args,
+            "vram_error": setup.error or None,
+            "memory_stats_before": setup.stats,
+            **swap_info,
+            "measured_step_ms": round(1000 * float(np.mean(steady)), 3) if steady else None,
+            "step_ms": [round(1000 * s, 3) for s in step_times],
+            "peak_vram_mb": round(peak, 1) if peak is not None else "N/A",
+            "load_s": round(load_s, 3),
+            "generate_s": round(run_s, 3),
+            "started_at": started,
+            "finished_at": time.time(),
+            "video": str(video),
+        }
+        if loaded.is_tiny:
+            meta["note"] = NOISE_NOTE
+        return GenerationResult(
+            video_path=video,
+            frames=frames,
+            gallery=gallery_frames(frames),
+            metadata=meta,
+            log=lines,
+            timeline=timeline,
+        )
