@@ -1,0 +1,757 @@
+/* plan.c - the planner: which blocks stay on the GPU, which stream, through
+ * how many slots and copy streams, from which DRAM tier, and how long a
+ * forward pass will take.
+ *
+ * Memory (all on the GPU the plan targets):
+ *   budget    = total - used - reserve% x total
+ *   cap       = threshold% x total: the rest kept on the GPU plus the
+ *               resident blocks stay under it, so a lower threshold streams
+ *               more and leaves more room for activations;
+ *   peak      = max(block phase, embedding phase) where
+ *     block phase     = rest on GPU + resident + slots + activations
+ *     embedding phase = all rest (embedders included) + resident + slots
+ *                       + the embedders' small activations
+ *   offload_txt_emb / offload_img_emb take the embedders off the GPU while
+ *   the blocks run, which is when the activations peak.
+ *
+ * Auto mode streams the fewest blocks that satisfy the cap and the budget,
+ * tries three arrangements (spread, last N, first N) and 1..4 slots by
+ * simulating the pipeline (plan_sim.c), keeps the fastest arrangement and
+ * the smallest slot count within 1% of the best, then lowers the bandwidth
+ * share while the predicted time stays within 1%. Manual mode takes the
+ * block counts, copy streams and bandwidth share as given and still refuses
+ * a plan over the budget. Everything is a pure function of its inputs. */
+#include "plan_internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Fallbacks when the GPU's numbers are unknown (a bare --vram-total): a
+ * PCIe Gen3 x16 link and a modest GPU; explain marks them as estimates. */
+#define DEFAULT_PINNED_GBPS 12.0
+#define DEFAULT_TFLOPS 50.0
+/* Activation estimate: fits the H100 measurements of Wan blocks within 10%. */
+#define ACT_FIXED_BYTES (64.0 * VRAM_MIB)
+/* When a layout does not know its width: dim from params per block
+ * (Wan: 13.4 dim^2) and the FFN width as a multiple of dim. */
+#define PARAMS_PER_DIM2 13.4
+#define FFN_PER_DIM 2.7
+/* Output width of the text encoder (umt5-xxl) the text embedder reads. */
+#define TEXT_ENCODER_DIM 4096.0
+#define SAME_TIME 1.01 /* "within 1%" */
+
+void vram_plan_options_init(vram_plan_options *o) {
+    if (!o)
+        return;
+    memset(o, 0, sizeof *o);
+    o->size = sizeof *o;
+    o->gpu_index = 0;
+    o->vram_threshold_percent = 50;
+    o->safety_reserve_percent = 10;
+    o->dram_usable_fraction = 0.8;
+    o->width = 832;
+    o->height = 480;
+    o->frames = 81;
+    o->text_tokens = 512;
+    o->passes_per_step = 2;
+    o->auto_hardware_tuning = true;
+    o->blocks_to_swap = 0;
+    o->num_cuda_streams = 8;
+    o->bandwidth_target = 0.8;
+    o->vace_blocks_to_swap = 0;
+    o->offload_txt_emb = false;
+    o->offload_img_emb = false;
+    o->enable_cuda_optimization = true;
+    o->enable_dram_optimization = true;
+    o->measured_h2d_gbps = 0;
+    o->measured_block_ms = 0;
+    o->max_pinned_mb = 0;
+    o->disk_gbps = 2.0;
+}
+
+/* `v` within lo..hi (NaN fails). */
+static int range(const char *field, double v, double lo, double hi) {
+    if (v >= lo && v <= hi)
+        return VRAM_OK;
+    return vram_fail(VRAM_E_RANGE, "%s is %g, allowed %g-%g", field, v, lo, hi);
+}
+
+static int range_int(const char *field, int v, int lo, int hi) {
+    if (v >= lo && v <= hi)
+        return VRAM_OK;
+    return vram_fail(VRAM_E_RANGE, "%s is %d, allowed %d-%d", field, v, lo, hi);
+}
+
+static int at_least_zero(const char *field, double v) {
+    if (v >= 0 && isfinite(v))
+        return VRAM_OK;
+    return vram_fail(VRAM_E_RANGE, "%s is %g, allowed 0 or more (0 = not set)", field, v);
+}
+
+static int video_side(const char *field, int v) {
+    if (v >= 16 && v <= 8192 && v % 16 == 0)
+        return VRAM_OK;
+    return vram_fail(VRAM_E_RANGE, "%s is %d, allowed 16-8192 in multiples of 16", field, v);
+}
+
+int vram_plan_options_validate(const vram_plan_options *o) {
+    VRAM_CHECK_STRUCT(o, vram_plan_options);
+    int st;
+    if ((st = range_int("gpu_index", o->gpu_index, 0, 1023)) ||
+        (st = range("vram_threshold_percent", o->vram_threshold_percent, 10, 95)) ||
+        (st = range("safety_reserve_percent", o->safety_reserve_percent, 0, 50)))
+        return st;
+    if (!(o->dram_usable_fraction > 0 && o->dram_usable_fraction <= 1))
+        return vram_fail(VRAM_E_RANGE, "dram_usable_fraction is %g, allowed more than 0 up to 1",
+                         o->dram_usable_fraction);
+    if ((st = video_side("width", o->width)) || (st = video_side("height", o->height)))
+        return st;
+    if (o->frames < 1 || o->frames > 1001 || (o->frames - 1) % 4 != 0)
+        return vram_fail(VRAM_E_RANGE, "frames is %d, allowed 1-1001 of the form 4k+1 (81, 121)",
+                         o->frames);
+    if ((st = range_int("text_tokens", o->text_tokens, 1, 4096)) ||
+        (st = range_int("passes_per_step", o->passes_per_step, 1, 4)) ||
+        (st = range_int("blocks_to_swap", o->blocks_to_swap, 0, 1 << 16)) ||
+        (st = range_int("num_cuda_streams", o->num_cuda_streams, 1, VRAM_PLAN_MAX_STREAMS)) ||
+        (st = range("bandwidth_target", o->bandwidth_target, 0.1, 1.0)) ||
+        (st = range_int("vace_blocks_to_swap", o->vace_blocks_to_swap, 0, 15)) ||
+        (st = at_least_zero("measured_h2d_gbps", o->measured_h2d_gbps)) ||
+        (st = at_least_zero("measured_block_ms", o->measured_block_ms)) ||
+        (st = at_least_zero("max_pinned_mb", o->max_pinned_mb)) ||
+        (st = range("disk_gbps", o->disk_gbps, 0.01, 1000)))
+        return st;
+    return VRAM_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Planner state                                                       */
+/* ------------------------------------------------------------------ */
+
+typedef struct planner {
+    const vram_plan_options *o;
+    int n, n_main;
+    bool joint;              /* auto: all blocks arranged as one sequence */
+    uint64_t *bytes;         /* packed bytes per block */
+    double *compute_ms;      /* per block */
+    unsigned char *has_file; /* every tensor of the block is in a file */
+    unsigned char *streamed; /* the candidate under evaluation */
+    int *tier;
+    vram_sim_block *sim;
+    uint64_t rest_on, rest_full, act, embed_act;
+    uint64_t budget, cap, pinned_budget, dram_usable;
+    double pinned_gbps, pageable_gbps, disk_gbps;
+    bool async;
+} planner;
+
+/* Bytes of a candidate. */
+typedef struct footprint {
+    int count;
+    uint64_t resident, streamed, slot; /* slot: the largest streamed block */
+} footprint;
+
+static footprint measure(const planner *p) {
+    footprint f = {0};
+    for (int i = 0; i < p->n; i++) {
+        if (p->streamed[i]) {
+            f.count++;
+            f.streamed += p->bytes[i];
+            if (p->bytes[i] > f.slot)
+                f.slot = p->bytes[i];
+        } else {
+            f.resident += p->bytes[i];
+        }
+    }
+    return f;
+}
+
+static uint64_t block_peak(const planner *p, const footprint *f, int slots) {
+    return p->rest_on + f->resident + (uint64_t)slots * f->slot + p->act;
+}
+
+static uint64_t early_peak(const planner *p, const footprint *f, int slots) {
+    return p->rest_full + f->resident + (uint64_t)slots * f->slot + p->embed_act;
+}
+
+static uint64_t peak(const planner *p, const footprint *f, int slots) {
+    uint64_t a = block_peak(p, f, slots), b = early_peak(p, f, slots);
+    return a > b ? a : b;
+}
+
+/* The threshold bounds resident blocks; when the rest alone is over it no
+ * block is resident, which is the most the threshold can ask. */
+static bool within_threshold(const planner *p, const footprint *f) {
+    return f->resident == 0 || p->rest_on + f->resident <= p->cap;
+}
+
+static void arrange(planner *p, int arrangement, int count_main, int count_vace) {
+    if (p->joint) {
+        vram_arrange(arrangement, 0, p->n, count_main, p->streamed);
+    } else {
+        vram_arrange(arrangement, 0, p->n_main, count_main, p->streamed);
+        vram_arrange(arrangement, p->n_main, p->n, count_vace, p->streamed);
+    }
+}
+
+/* Tiers for the streamed blocks in execution order: pinned while the
+ * pinned budget lasts, then pageable while usable DRAM lasts, then disk
+ * (only for blocks whose tensors are in a file). Returns the bytes that fit
+ * nowhere (0 = all placed). */
+static uint64_t assign_tiers(planner *p) {
+    uint64_t pinned = 0, dram = 0, missing = 0;
+    for (int i = 0; i < p->n; i++) {
+        if (!p->streamed[i]) {
+            p->tier[i] = VRAM_TIER_DEVICE;
+            continue;
+        }
+        uint64_t b = p->bytes[i];
+        if (pinned + b <= p->pinned_budget && dram + b <= p->dram_usable) {
+            p->tier[i] = VRAM_TIER_PINNED;
+            pinned += b;
+            dram += b;
+        } else if (dram + b <= p->dram_usable) {
+            p->tier[i] = VRAM_TIER_PAGEABLE;
+            dram += b;
+        } else {
+            p->tier[i] = VRAM_TIER_DISK;
+            if (!p->has_file[i])
+                missing += b;
+        }
+    }
+    return missing;
+}
+
+static bool all_pinned(const planner *p) {
+    for (int i = 0; i < p->n; i++)
+        if (p->streamed[i] && p->tier[i] != VRAM_TIER_PINNED)
+            return false;
+    return true;
+}
+
+/* Copy streams for the current tiers: one for pinned-only (one link: more
+ * add nothing), two when staging can overlap DMA; manual takes the value. */
+static int copy_streams(const planner *p) {
+    if (!p->async)
+        return 0;
+    if (!p->o->auto_hardware_tuning)
+        return p->o->num_cuda_streams;
+    for (int i = 0; i < p->n; i++)
+        if (p->streamed[i])
+            return all_pinned(p) ? 1 : 2;
+    return 0;
+}
+
+static double ms_for(uint64_t bytes, double gbps) { return (double)bytes / (gbps * 1e6); }
+
+/* Fills the simulator's view: slots round-robin in execution order, copy =
+ * staging (non-pinned tiers, at the tier's speed minus the DMA part) + DMA
+ * at the link speed times the bandwidth share. */
+static void build_sim(planner *p, int slots, double share) {
+    int ordinal = 0;
+    for (int i = 0; i < p->n; i++) {
+        vram_sim_block *s = &p->sim[i];
+        s->compute_ms = p->compute_ms[i];
+        if (!p->streamed[i]) {
+            s->slot = -1;
+            s->stage_ms = s->dma_ms = 0;
+            continue;
+        }
+        uint64_t b = p->bytes[i];
+        double full_dma = ms_for(b, p->pinned_gbps);
+        double tier_ms = p->tier[i] == VRAM_TIER_PINNED     ? full_dma
+                         : p->tier[i] == VRAM_TIER_PAGEABLE ? ms_for(b, p->pageable_gbps)
+                                                            : ms_for(b, p->disk_gbps);
+        s->slot = ordinal++ % slots;
+        s->dma_ms = full_dma / share;
+        s->stage_ms = tier_ms > full_dma ? tier_ms - full_dma : 0;
+    }
+}
+
+static double simulate(planner *p, int slots, double share, double *copy_start,
+                       double *compute_start) {
+    build_sim(p, slots < 1 ? 1 : slots, share);
+    return vram_simulate(p->sim, p->n, copy_streams(p), p->async, copy_start, compute_start);
+}
+
+/* The best plan found for one candidate count. */
+typedef struct choice {
+    bool found;
+    int arrangement, slots;
+    double time;
+} choice;
+
+/* Picks arrangement and slot count for the given counts: every arrangement
+ * whose memory and tiers hold is simulated with 1..4 slots within the
+ * budget; the fastest arrangement wins (ties: the earlier, spread first),
+ * then the fewest slots within 1% of its best time. */
+static choice best_arrangement(planner *p, int count_main, int count_vace, bool use_threshold,
+                               double share) {
+    choice best = {.found = false};
+    for (int a = 0; a < VRAM_ARR_COUNT; a++) {
+        arrange(p, a, count_main, count_vace);
+        footprint f = measure(p);
+        if (use_threshold && !within_threshold(p, &f))
+            continue;
+        int min_slots = f.count ? 1 : 0;
+        if (peak(p, &f, min_slots) > p->budget || assign_tiers(p))
+            continue;
+        int max_slots = !p->async ? min_slots
+                        : f.count < VRAM_PLAN_MAX_SLOTS ? f.count
+                                                        : VRAM_PLAN_MAX_SLOTS;
+        double times[VRAM_PLAN_MAX_SLOTS + 1];
+        int top = min_slots;
+        double fastest = 0;
+        for (int k = min_slots; k <= max_slots && peak(p, &f, k) <= p->budget; k++) {
+            times[k] = simulate(p, k, share, NULL, NULL);
+            if (k == min_slots || times[k] < fastest)
+                fastest = times[k];
+            top = k;
+        }
+        int slots = min_slots;
+        while (slots < top && times[slots] > fastest * SAME_TIME)
+            slots++;
+        if (!best.found || fastest < best.time * (1 - 1e-9)) {
+            best = (choice){.found = true, .arrangement = a, .slots = slots, .time = fastest};
+        }
+    }
+    return best;
+}
+
+/* Why a candidate count cannot work, for the error message. */
+static int explain_no_fit(planner *p, int count_main, int count_vace, bool explicit) {
+    arrange(p, VRAM_ARR_SPREAD, count_main, count_vace);
+    footprint f = measure(p);
+    int slots = f.count ? 1 : 0;
+    bool early = early_peak(p, &f, slots) > block_peak(p, &f, slots);
+    uint64_t need = peak(p, &f, slots);
+    uint64_t rest = early ? p->rest_full : p->rest_on, act = early ? p->embed_act : p->act;
+    if (need <= p->budget) {
+        uint64_t missing = assign_tiers(p);
+        return vram_fail(VRAM_E_DOES_NOT_FIT,
+                         "streamed blocks need %.1f MiB of DRAM but only %.1f MiB is usable "
+                         "(%.0f%% of the available DRAM); %.1f MiB fit nowhere and the model "
+                         "has no file to read them from (disk tier)",
+                         f.streamed / VRAM_MIB, p->dram_usable / VRAM_MIB,
+                         p->o->dram_usable_fraction * 100, missing / VRAM_MIB);
+    }
+    if (explicit)
+        return vram_fail(VRAM_E_DOES_NOT_FIT,
+                         "blocks_to_swap=%d (vace %d) needs %.1f MiB (rest %.1f + resident %.1f + "
+                         "slot %.1f + activations %.1f), budget %.1f MiB; stream more blocks or "
+                         "turn auto_hardware_tuning on",
+                         count_main, count_vace, need / VRAM_MIB, rest / VRAM_MIB,
+                         f.resident / VRAM_MIB, f.slot / VRAM_MIB, act / VRAM_MIB,
+                         p->budget / VRAM_MIB);
+    return vram_fail(VRAM_E_DOES_NOT_FIT,
+                     "needs %.1f MiB (rest %.1f + resident %.1f + slot %.1f + activations %.1f), "
+                     "budget %.1f MiB; lower the resolution or frames, offload the embedders, "
+                     "or free VRAM",
+                     need / VRAM_MIB, rest / VRAM_MIB, f.resident / VRAM_MIB, f.slot / VRAM_MIB,
+                     act / VRAM_MIB, p->budget / VRAM_MIB);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inputs                                                              */
+/* ------------------------------------------------------------------ */
+
+static int read_gpu(const vram_hw *hw, int index, vram_gpu_info *gi) {
+    int count = vram_hw_gpu_count(hw);
+    if (index >= count)
+        return vram_fail(VRAM_E_NO_DEVICE,
+                         "no GPU %d to plan for (%d found); simulate one with --gpu NAME or "
+                         "--vram-total MB (vram_hw_simulate_gpu / vram_hw_set_vram)",
+                         index, count < 0 ? 0 : count);
+    memset(gi, 0, sizeof *gi);
+    gi->size = sizeof *gi;
+    int st = vram_hw_gpu(hw, index, gi);
+    if (st)
+        return st;
+    if (!gi->memory_known || gi->total_bytes == 0)
+        return vram_fail(VRAM_E_NO_DEVICE,
+                         "memory of GPU %d is unknown; give it with --vram-total MB "
+                         "(vram_hw_set_vram)",
+                         index);
+    return VRAM_OK;
+}
+
+static void read_dram(const vram_hw *hw, vram_plan_memory *m) {
+    vram_dram_info di;
+    memset(&di, 0, sizeof di);
+    di.size = sizeof di;
+    if (vram_hw_dram(hw, &di) != VRAM_OK || !di.meminfo_known)
+        return;
+    m->dram_known = true;
+    m->dram_cgroup = di.cgroup_known;
+    m->dram_simulated = di.simulated;
+    m->dram_total_bytes = di.total_bytes;
+    if (di.cgroup_known && di.cgroup_limit_bytes && di.cgroup_limit_bytes < di.total_bytes)
+        m->dram_total_bytes = di.cgroup_limit_bytes;
+    /* The probe already limits "available" to what the cgroup leaves. */
+    m->dram_available_bytes = di.available_bytes;
+}
+
+static void free_planner(planner *p) {
+    free(p->bytes);
+    free(p->compute_ms);
+    free(p->has_file);
+    free(p->streamed);
+    free(p->tier);
+    free(p->sim);
+}
+
+/* Per-block sizes, files and compute times; the plan's architecture. */
+static int read_layout(planner *p, const vram_layout *layout, const vram_layout_info *info,
+                       vram_plan *plan, double tokens, double tflops) {
+    int n = p->n;
+    size_t cap = n > 0 ? (size_t)n : 1;
+    p->bytes = calloc(cap, sizeof *p->bytes);
+    p->compute_ms = calloc(cap, sizeof *p->compute_ms);
+    p->has_file = calloc(cap, 1);
+    p->streamed = calloc(cap, 1);
+    p->tier = calloc(cap, sizeof *p->tier);
+    p->sim = calloc(cap, sizeof *p->sim);
+    plan->blocks = calloc(cap, sizeof *plan->blocks);
+    plan->vace = calloc(cap, 1);
+    double *linear = calloc(cap, sizeof *linear);
+    if (!p->bytes || !p->compute_ms || !p->has_file || !p->streamed || !p->tier || !p->sim ||
+        !plan->blocks || !plan->vace || !linear) {
+        free(linear);
+        return vram_fail(VRAM_E_NOMEM, "out of memory planning %d blocks", n);
+    }
+    size_t elem = vram_dtype_size(info->main_dtype);
+    if (!elem)
+        elem = 2;
+    double max_params = 0, main_bytes = 0;
+    int main_count = 0;
+    for (int i = 0; i < n; i++) {
+        vram_block_info bi;
+        memset(&bi, 0, sizeof bi);
+        bi.size = sizeof bi;
+        int st = vram_layout_block(layout, i, &bi);
+        if (st) {
+            free(linear);
+            return st;
+        }
+        p->bytes[i] = bi.packed_bytes ? bi.packed_bytes : vram_align_up(bi.nbytes);
+        p->has_file[i] = bi.tensor_count > 0;
+        plan->vace[i] = bi.group == VRAM_GROUP_VACE;
+        double params = bi.params ? (double)bi.params : (double)bi.nbytes / (double)elem;
+        linear[i] = bi.linear_params ? (double)bi.linear_params : params;
+        if (!plan->vace[i] || main_count == 0) {
+            if (params > max_params)
+                max_params = params;
+        }
+        if (!plan->vace[i]) {
+            main_bytes += (double)p->bytes[i];
+            main_count++;
+        }
+    }
+    /* A block can come from disk only when all its tensors are in a file. */
+    for (int t = 0; t < info->tensor_count; t++) {
+        vram_tensor_info ti;
+        memset(&ti, 0, sizeof ti);
+        ti.size = sizeof ti;
+        if (vram_layout_tensor(layout, t, &ti) == VRAM_OK && ti.block >= 0 && ti.block < n &&
+            ti.file_index < 0)
+            p->has_file[ti.block] = 0;
+    }
+    plan->dim_estimated = info->dim <= 0;
+    double dim = info->dim > 0 ? info->dim : sqrt(max_params / PARAMS_PER_DIM2);
+    double ffn = info->ffn_dim > 0 ? info->ffn_dim : FFN_PER_DIM * dim;
+    plan->dim = (int)lround(dim);
+    plan->ffn_dim = (int)lround(ffn);
+    /* Self-attention 4 T^2 dim, cross-attention 4 T L dim, matmuls 2 T params. */
+    double ref_bytes = main_count ? main_bytes / main_count : 1;
+    for (int i = 0; i < n; i++) {
+        if (p->o->measured_block_ms > 0) {
+            p->compute_ms[i] = p->o->measured_block_ms * (double)p->bytes[i] / ref_bytes;
+        } else {
+            double flops = 2 * tokens * linear[i] + 4 * tokens * tokens * dim +
+                           4 * tokens * p->o->text_tokens * dim;
+            p->compute_ms[i] = flops / (tflops * 1e12) * 1e3;
+        }
+    }
+    free(linear);
+    p->act = (uint64_t)(tokens * (2 * dim + 2 * ffn) * 2 + ACT_FIXED_BYTES);
+    p->embed_act = (uint64_t)(4 * (p->o->text_tokens * (TEXT_ENCODER_DIM + dim) + tokens * dim) +
+                              ACT_FIXED_BYTES);
+    return VRAM_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* vram_plan_create                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Smallest main-group count (and its choice) that fits; -1 when none. */
+static int search_count(planner *p, int vace_count, bool use_threshold, double share,
+                        choice *out) {
+    int hi = p->joint ? p->n : p->n_main;
+    for (int c = 0; c <= hi; c++) {
+        choice ch = best_arrangement(p, c, vace_count, use_threshold, share);
+        if (ch.found) {
+            *out = ch;
+            return c;
+        }
+    }
+    return -1;
+}
+
+static double pick_share(planner *p, const choice *ch) {
+    double full = simulate(p, ch->slots, 1.0, NULL, NULL);
+    for (int step = 2; step < 20; step++) {
+        double share = step * 0.05;
+        if (simulate(p, ch->slots, share, NULL, NULL) <= full * SAME_TIME)
+            return share;
+    }
+    return 1.0;
+}
+
+static int fill_summary(planner *p, vram_plan *plan, const vram_gpu_info *gi, const choice *ch,
+                        double share, double tokens) {
+    vram_plan_summary *s = &plan->sum;
+    const vram_plan_options *o = p->o;
+    footprint f = measure(p);
+    s->size = sizeof *s;
+    s->manual = !o->auto_hardware_tuning;
+    s->fits = true;
+    s->block_count = p->n;
+    s->streamed_count = f.count;
+    s->resident_count = p->n - f.count;
+    s->slot_count = ch->slots;
+    s->prefetch_depth = p->async ? ch->slots : 0;
+    s->copy_streams = copy_streams(p);
+    s->bandwidth_target = share;
+    s->async_copies = p->async;
+    s->pinned_memory = o->enable_dram_optimization;
+    s->vram_total_bytes = gi->total_bytes;
+    s->vram_used_bytes = gi->used_bytes;
+    s->budget_bytes = p->budget;
+    s->threshold_bytes = p->cap;
+    s->resident_bytes = f.resident;
+    s->rest_bytes = p->rest_on;
+    s->offloaded_rest_bytes = p->rest_full - p->rest_on;
+    s->slot_bytes = (uint64_t)ch->slots * f.slot;
+    s->activation_bytes = p->act;
+    s->predicted_peak_bytes = peak(p, &f, ch->slots);
+    s->streamed_bytes = f.streamed;
+    s->pinned_budget_bytes = p->pinned_budget;
+    s->dram_usable_bytes = p->dram_usable;
+    s->h2d_gbps = p->pinned_gbps;
+    s->h2d_measured = o->measured_h2d_gbps > 0 || (gi->bandwidth_known && gi->bandwidth_measured);
+    s->compute_measured = o->measured_block_ms > 0;
+    s->tokens = (int)tokens;
+    plan->block_peak_bytes = block_peak(p, &f, ch->slots);
+    plan->early_peak_bytes = early_peak(p, &f, ch->slots);
+
+    double *copy_start = calloc(p->n ? (size_t)p->n : 1, sizeof *copy_start);
+    double *compute_start = calloc(p->n ? (size_t)p->n : 1, sizeof *compute_start);
+    if (!copy_start || !compute_start) {
+        free(copy_start);
+        free(compute_start);
+        return vram_fail(VRAM_E_NOMEM, "out of memory planning %d blocks", p->n);
+    }
+    s->predicted_forward_ms = simulate(p, ch->slots, share, copy_start, compute_start);
+    double compute_sum = 0, copy_sum = 0;
+    for (int i = 0; i < p->n; i++) {
+        vram_block_plan *b = &plan->blocks[i];
+        const vram_sim_block *sb = &p->sim[i];
+        b->size = sizeof *b;
+        b->block = i;
+        b->placement = p->streamed[i] ? VRAM_PLACE_STREAMED : VRAM_PLACE_RESIDENT;
+        b->tier = p->tier[i];
+        b->slot = sb->slot;
+        b->compute_ms = sb->compute_ms;
+        b->copy_ms = sb->stage_ms + sb->dma_ms;
+        b->predicted_copy_start_ms = copy_start[i];
+        b->predicted_compute_start_ms = compute_start[i];
+        compute_sum += b->compute_ms;
+        copy_sum += b->copy_ms;
+        if (p->streamed[i]) {
+            if (plan->vace[i])
+                s->vace_streamed_count++;
+            uint64_t *tier_bytes = p->tier[i] == VRAM_TIER_PINNED     ? &s->pinned_bytes
+                                   : p->tier[i] == VRAM_TIER_PAGEABLE ? &s->pageable_bytes
+                                                                      : &s->disk_bytes;
+            *tier_bytes += p->bytes[i];
+        }
+    }
+    free(copy_start);
+    free(compute_start);
+    s->block_compute_ms = p->n ? compute_sum / p->n : 0;
+    s->block_copy_ms = f.count ? copy_sum / f.count : 0;
+    s->resident_forward_ms = compute_sum;
+    s->copy_bound_ms = copy_sum;
+    return VRAM_OK;
+}
+
+static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, double tokens) {
+    const vram_plan_options *o = p->o;
+    bool manual = !o->auto_hardware_tuning;
+    int n_vace = p->n - p->n_main;
+    choice ch;
+    int count_main, count_vace = manual ? o->vace_blocks_to_swap : 0;
+    double share = manual ? o->bandwidth_target : 1.0;
+    if (manual && o->blocks_to_swap > p->n_main)
+        return vram_fail(VRAM_E_RANGE, "blocks_to_swap is %d, allowed 0-%d for this model",
+                         o->blocks_to_swap, p->n_main);
+    if (manual && count_vace > n_vace)
+        return vram_fail(VRAM_E_RANGE, "vace_blocks_to_swap is %d, allowed 0-%d for this model",
+                         count_vace, n_vace);
+    if (manual && o->blocks_to_swap > 0) {
+        count_main = o->blocks_to_swap;
+        ch = best_arrangement(p, count_main, count_vace, false, share);
+        if (!ch.found)
+            return explain_no_fit(p, count_main, count_vace, true);
+    } else {
+        count_main = search_count(p, count_vace, true, share, &ch);
+        if (count_main < 0)
+            return explain_no_fit(p, p->joint ? p->n : p->n_main, n_vace, false);
+    }
+    arrange(p, ch.arrangement, count_main, count_vace);
+    assign_tiers(p);
+    plan->arrangement = ch.arrangement;
+    bool any = false;
+    for (int i = 0; i < p->n; i++)
+        any = any || p->streamed[i];
+    if (!manual)
+        share = any ? pick_share(p, &ch) : 1.0;
+    int st = fill_summary(p, plan, gi, &ch, share, tokens);
+    if (st)
+        return st;
+    vram_log(VRAM_LOG_DEBUG,
+             "plan: %d of %d blocks streamed (%s), %d slot(s), %d copy stream(s), share %.2f, "
+             "%.1f ms per forward",
+             plan->sum.streamed_count, p->n, vram_arrangement_name(ch.arrangement), ch.slots,
+             plan->sum.copy_streams, share, plan->sum.predicted_forward_ms);
+    return VRAM_OK;
+}
+
+int vram_plan_create(const vram_layout *layout, const vram_hw *hw, const vram_plan_options *opts,
+                     vram_plan **out) {
+    if (out)
+        *out = NULL;
+    if (!layout || !hw || !out)
+        return vram_fail(VRAM_E_INVALID, "vram_plan_create: layout, hw and out must be non-NULL");
+    vram_plan_options defaults;
+    if (!opts) {
+        vram_plan_options_init(&defaults);
+        opts = &defaults;
+    }
+    int st = vram_plan_options_validate(opts);
+    if (st)
+        return st;
+    vram_gpu_info gi;
+    if ((st = read_gpu(hw, opts->gpu_index, &gi)))
+        return st;
+    vram_layout_info info;
+    memset(&info, 0, sizeof info);
+    info.size = sizeof info;
+    if ((st = vram_layout_get_info(layout, &info)))
+        return st;
+
+    vram_plan *plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return vram_fail(VRAM_E_NOMEM, "out of memory creating a plan");
+    plan->opts = *opts;
+    plan->opts.size = sizeof plan->opts;
+    snprintf(plan->model_name, sizeof plan->model_name, "%s", info.name);
+    plan->rest_total_bytes = info.rest_bytes;
+    vram_plan_memory *m = &plan->mem;
+    snprintf(m->gpu_name, sizeof m->gpu_name, "%s", gi.name_known ? gi.name : "GPU");
+    m->gpu_simulated = gi.simulated;
+    m->tflops_known = gi.tflops_known && gi.bf16_tflops > 0;
+    m->bf16_tflops = m->tflops_known ? gi.bf16_tflops : DEFAULT_TFLOPS;
+    m->bandwidth_known = opts->measured_h2d_gbps > 0 ||
+                         (gi.bandwidth_known && gi.h2d_pinned_gbps > 0);
+    m->pinned_gbps = opts->measured_h2d_gbps > 0 ? opts->measured_h2d_gbps
+                     : m->bandwidth_known        ? gi.h2d_pinned_gbps
+                                                 : DEFAULT_PINNED_GBPS;
+    m->pageable_gbps = gi.bandwidth_known && gi.h2d_pageable_gbps > 0 ? gi.h2d_pageable_gbps
+                                                                      : m->pinned_gbps / 2;
+    if (m->pageable_gbps > m->pinned_gbps)
+        m->pageable_gbps = m->pinned_gbps;
+    m->disk_gbps = opts->disk_gbps < m->pageable_gbps ? opts->disk_gbps : m->pageable_gbps;
+    read_dram(hw, m);
+
+    const vram_plan_options *o = &plan->opts;
+    double tokens = (double)((o->frames - 1) / 4 + 1) * (o->height / 16) * (o->width / 16);
+    planner p = {
+        .o = o,
+        .n = info.block_count > 0 ? info.block_count : 0,
+        .n_main = info.group_block_count[VRAM_GROUP_BLOCKS],
+        .joint = o->auto_hardware_tuning,
+        .async = o->enable_cuda_optimization,
+        .pinned_gbps = m->pinned_gbps,
+        .pageable_gbps = m->pageable_gbps,
+        .disk_gbps = m->disk_gbps,
+    };
+    if (p.n_main > p.n || p.n_main < 0)
+        p.n_main = p.n;
+    p.rest_full = info.rest_bytes;
+    uint64_t offloaded = (o->offload_txt_emb ? info.text_emb_bytes : 0) +
+                         (o->offload_img_emb ? info.image_emb_bytes : 0);
+    p.rest_on = offloaded < p.rest_full ? p.rest_full - offloaded : 0;
+    double total = (double)gi.total_bytes;
+    double budget = total - (double)gi.used_bytes - o->safety_reserve_percent / 100 * total;
+    p.budget = budget > 0 ? (uint64_t)budget : 0;
+    p.cap = (uint64_t)(o->vram_threshold_percent / 100 * total);
+    p.dram_usable =
+        m->dram_known ? (uint64_t)((double)m->dram_available_bytes * o->dram_usable_fraction) : 0;
+    /* Pinned budget: RLIMIT_MEMLOCK is not applied: CUDA pins through the
+     * driver (cuMemHostAlloc / cuMemHostRegister), which that limit does not
+     * bound, and a default 8 MiB limit would otherwise turn pinning off. */
+    p.pinned_budget = 0;
+    if (o->enable_dram_optimization) {
+        p.pinned_budget = p.dram_usable;
+        uint64_t cap_pinned = (uint64_t)(o->max_pinned_mb * VRAM_MIB);
+        if (o->max_pinned_mb > 0 && cap_pinned < p.pinned_budget)
+            p.pinned_budget = cap_pinned;
+    }
+
+    st = read_layout(&p, layout, &info, plan, tokens, m->bf16_tflops);
+    if (!st)
+        st = plan_blocks(&p, plan, &gi, tokens);
+    free_planner(&p);
+    if (st) {
+        vram_plan_free(plan);
+        return st;
+    }
+    *out = plan;
+    return VRAM_OK;
+}
+
+void vram_plan_free(vram_plan *plan) {
+    if (!plan)
+        return;
+    free(plan->blocks);
+    free(plan->vace);
+    free(plan);
+}
+
+int vram_plan_get_summary(const vram_plan *plan, vram_plan_summary *out) {
+    if (!plan)
+        return vram_fail(VRAM_E_INVALID, "vram_plan_get_summary: plan is NULL");
+    VRAM_CHECK_STRUCT(out, vram_plan_summary);
+    *out = plan->sum;
+    return VRAM_OK;
+}
+
+int vram_plan_block(const vram_plan *plan, int block, vram_block_plan *out) {
+    if (!plan)
+        return vram_fail(VRAM_E_INVALID, "vram_plan_block: plan is NULL");
+    VRAM_CHECK_STRUCT(out, vram_block_plan);
+    if (block < 0 || block >= plan->sum.block_count)
+        return vram_fail(VRAM_E_RANGE, "block is %d, allowed 0-%d", block,
+                         plan->sum.block_count - 1);
+    *out = plan->blocks[block];
+    return VRAM_OK;
+}
+
+int vram_plan_get_options(const vram_plan *plan, vram_plan_options *out) {
+    if (!plan)
+        return vram_fail(VRAM_E_INVALID, "vram_plan_get_options: plan is NULL");
+    VRAM_CHECK_STRUCT(out, vram_plan_options);
+    *out = plan->opts;
+    return VRAM_OK;
+}
