@@ -1,0 +1,165 @@
+"""生成过程无错误: tiny generations through the app's handler and the CLI,
+text-to-video and image-to-video, and clear errors for bad models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import PYTHON_DIR, ROOT, TINY
+from genesis.apps.wanvideo_gradio_app import WanVideoApp
+from genesis.wan.loading import ModelError, ModelSpec, load_pipeline, transformer_size
+from genesis.wan.tiny import tiny_model_path
+from genesis.wan.validation import InputError
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> WanVideoApp:
+    return WanVideoApp(output_dir=str(tmp_path_factory.mktemp("videos")))
+
+
+def run(app: WanVideoApp, prompt: str = "a red fox in snow", image=None, scheduler: str = "unipc", seed: int = 7, **kw):
+    args = dict(TINY, cfg=5.0, shift=5.0)
+    args.update(kw)
+    model_path = args.pop("model_path", "")
+    model_base = args.pop("model_base", "")
+    swap = args.pop("block_swap_enabled", False)
+    vram = args.pop("vram", {})
+    return app.generate_video(
+        prompt, "blurry", image, args["width"], args["height"], args["frames"], args["steps"], args["cfg"],
+        args["shift"], scheduler, seed, False, "inductor", swap, **vram, model_path=model_path, model_base=model_base,
+    )
+
+
+def test_tiny_model_is_diffusers_layout() -> None:
+    for name in ("tiny", "tiny-i2v"):
+        folder = tiny_model_path(name)
+        index = json.loads((folder / "model_index.json").read_text())
+        assert index["_class_name"] == ("WanPipeline" if name == "tiny" else "WanImageToVideoPipeline")
+        for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+            assert (folder / part).is_dir(), part
+    assert (tiny_model_path("tiny-i2v") / "image_encoder").is_dir()
+
+
+def test_text_to_video(app: WanVideoApp) -> None:
+    video, gallery, meta = run(app)
+    assert Path(video).is_file() and Path(video).stat().st_size > 0
+    assert len(gallery) == TINY["frames"] and gallery[0].shape == (64, 64, 3)
+    assert meta["task"] == "text-to-video" and meta["steps"] == 2 and len(meta["step_ms"]) == 2
+    assert meta["measured_step_ms"] > 0
+    assert meta["peak_vram_mb"] == "N/A"  # CPU
+    assert "noise" in meta["note"]
+    assert meta["transformer_blocks"] == 4 and meta["transformer_size_mb"] > 0
+
+
+def test_same_seed_same_video(app: WanVideoApp) -> None:
+    a = run(app, seed=3)[1]
+    b = run(app, seed=3)[1]
+    c = run(app, seed=4)[1]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "sa_ode_stable/lowstep"])
+def test_other_schedulers(app: WanVideoApp, scheduler: str) -> None:
+    video, _, meta = run(app, scheduler=scheduler, cfg=1.0)
+    assert Path(video).is_file() and meta["scheduler"] == scheduler
+
+
+def test_image_to_video(app: WanVideoApp) -> None:
+    from PIL import Image
+
+    img = Image.new("RGB", (80, 48), (200, 30, 30))
+    video, gallery, meta = run(app, image=img)
+    assert meta["task"] == "image-to-video" and Path(video).is_file()
+    # back to text-to-video after an image run
+    assert run(app)[2]["task"] == "text-to-video"
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(prompt=""), "prompt is empty"),
+        (dict(width=72), "multiple of 16"),
+        (dict(frames=8), "4k\\+1"),
+    ],
+)
+def test_bad_input_is_refused(app: WanVideoApp, kw: dict, message: str) -> None:
+    prompt = kw.pop("prompt", "a cat")
+    with pytest.raises(InputError, match=message):
+        run(app, prompt=prompt, **kw)
+
+
+def test_missing_model_folder(app: WanVideoApp, tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="model folder not found"):
+        run(app, model_path=str(tmp_path / "nowhere"))
+    with pytest.raises(ModelError, match="no model_index.json"):
+        run(app, model_path=str(tmp_path))
+    # and the app still works
+    assert Path(run(app)[0]).is_file()
+
+
+def test_corrupt_single_file_checkpoint(app: WanVideoApp, tmp_path: Path) -> None:
+    bad = tmp_path / "wan.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(ModelError, match="single-file transformer; also give a base folder"):
+        run(app, model_path=str(bad))
+    with pytest.raises(ModelError, match="cannot load model from .*wan.safetensors"):
+        run(app, model_path=str(bad), model_base=str(tiny_model_path("tiny")))
+    assert Path(run(app)[0]).is_file()
+
+
+def test_corrupt_diffusers_folder(app: WanVideoApp, tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_model_path("tiny"), folder)
+    (folder / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(ModelError, match="cannot load model from"):
+        run(app, model_path=str(folder))
+    assert Path(run(app)[0]).is_file()
+
+
+def test_text_model_refuses_an_image(tmp_path: Path) -> None:
+    folder = tmp_path / "t2v"
+    shutil.copytree(tiny_model_path("tiny"), folder)
+    with pytest.raises(ModelError, match="text-to-video model"):
+        load_pipeline(ModelSpec(str(folder)), want_i2v=True)
+
+
+def test_single_file_checkpoint_with_base(app: WanVideoApp, tmp_path: Path) -> None:
+    """A diffusers-named single file + a base folder loads through from_single_file."""
+    import torch
+    from safetensors.torch import save_file
+
+    pipe = load_pipeline(ModelSpec("tiny"), want_i2v=False).pipe
+    ckpt = tmp_path / "wan_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in pipe.transformer.state_dict().items()}, str(ckpt))
+    loaded = load_pipeline(ModelSpec(str(ckpt), str(tiny_model_path("tiny"))), want_i2v=False)
+    for (k, a), b in zip(pipe.transformer.state_dict().items(), loaded.pipe.transformer.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert transformer_size(loaded.pipe.transformer)[1] == 4
+    _, _, meta = run(app, model_path=str(ckpt), model_base=str(tiny_model_path("tiny")))
+    assert meta["model"].endswith("tiny-wan-v1")
+
+
+def test_cli_generate(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    meta = tmp_path / "meta.json"
+    env_path = str(PYTHON_DIR)
+    cmd = [sys.executable, "-m", "genesis.wan.generate", "--prompt", "a cat", "--out", str(out), "--metadata", str(meta),
+           "--width", "64", "--height", "64", "--frames", "5", "--steps", "2", "--scheduler", "ddim"]
+    import os
+
+    env = dict(os.environ, PYTHONPATH=env_path)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and out.stat().st_size > 0
+    m = json.loads(meta.read_text())
+    assert m["scheduler"] == "ddim" and m["video"] == str(out)
+    bad = subprocess.run(cmd[:-8] + ["--width", "60"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr
