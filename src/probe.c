@@ -318,12 +318,12 @@ static void memory_from_current_context(const vram_cuda *cu, vram_gpu_info *gpus
         return;
     vram_gpu_info *match = NULL;
     for (int i = 0; i < n; i++)
-        if (!gpus[i].memory_known && gpus[i].total_bytes == total_b) {
+        if (gpus[i].total_bytes == total_b) {
             if (match)
                 return; /* ambiguous */
             match = &gpus[i];
         }
-    if (!match)
+    if (!match || match->memory_known)
         return;
     match->free_bytes = free_b;
     match->used_bytes = total_b - free_b;

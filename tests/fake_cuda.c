@@ -1,0 +1,245 @@
+/* fake_cuda.c - a stand-in libcuda.so.1 and libnvidia-ml.so.1 for the
+ * hardware tests (built as a module; tests point VRAM_CUDA_LIBRARY and
+ * VRAM_NVML_LIBRARY at it). Environment knobs:
+ *   FAKE_CUDA_VERSION  driver version (default 12040)
+ *   FAKE_CUDA_INIT     cuInit's result (default 0)
+ *   FAKE_CUDA_DEVICES  device count (default 1); every device is an
+ *                      "NVIDIA GeForce RTX 4090" with UUID bytes i, 0x11..
+ *   FAKE_CUDA_CONTEXT  1: a context is current, cuMemGetInfo reports
+ *                      1000 MiB in use
+ *   FAKE_NVML_INIT     nvmlInit_v2's result (default 0)
+ * Built with FAKE_CUDA_NO_V2 it exports only the CUDA 11.3 cuGetProcAddress.
+ * fake_cuda_probe() reports the last ABI version asked for and which
+ * cuGetProcAddress form was used. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define MIB (1024ull * 1024ull)
+#define TOTAL (24564 * MIB)
+
+typedef int CUresult;
+
+static int env_int(const char *name, int fallback) {
+    const char *v = getenv(name);
+    return v && *v ? atoi(v) : fallback;
+}
+
+static int last_version, used_v2;
+
+EXPORT void fake_cuda_probe(int *version, int *v2) {
+    *version = last_version;
+    *v2 = used_v2;
+}
+
+EXPORT CUresult cuInit(unsigned flags) { return flags ? 1 : env_int("FAKE_CUDA_INIT", 0); }
+
+EXPORT CUresult cuDriverGetVersion(int *v) {
+    *v = env_int("FAKE_CUDA_VERSION", 12040);
+    return 0;
+}
+
+static CUresult get_error_string(CUresult r, const char **s) {
+    *s = r == 2 ? "out of memory" : r == 100 ? "no CUDA-capable device is detected"
+                                             : "fake error";
+    return 0;
+}
+
+static CUresult device_count(int *n) {
+    *n = env_int("FAKE_CUDA_DEVICES", 1);
+    return 0;
+}
+
+static CUresult device_get(int *dev, int ordinal) {
+    if (ordinal < 0 || ordinal >= env_int("FAKE_CUDA_DEVICES", 1))
+        return 101; /* CUDA_ERROR_INVALID_DEVICE */
+    *dev = ordinal;
+    return 0;
+}
+
+static CUresult device_name(char *name, int len, int dev) {
+    (void)dev;
+    snprintf(name, (size_t)len, "NVIDIA GeForce RTX 4090");
+    return 0;
+}
+
+static void fake_uuid(int dev, unsigned char b[16]) {
+    for (int i = 0; i < 16; i++)
+        b[i] = (unsigned char)(0x11 * i);
+    b[0] = (unsigned char)(0xa0 + dev);
+}
+
+static CUresult device_uuid(void *uuid, int dev) {
+    fake_uuid(dev, uuid);
+    return 0;
+}
+
+static CUresult device_total(size_t *bytes, int dev) {
+    (void)dev;
+    *bytes = TOTAL;
+    return 0;
+}
+
+static CUresult device_attribute(int *v, int attr, int dev) {
+    (void)dev;
+    switch (attr) {
+    case 16: *v = 128; return 0;
+    case 75: *v = 8; return 0;
+    case 76: *v = 9; return 0;
+    default: return 1;
+    }
+}
+
+static CUresult ctx_get_current(void **ctx) {
+    static int the_context;
+    *ctx = env_int("FAKE_CUDA_CONTEXT", 0) ? &the_context : NULL;
+    return 0;
+}
+
+static CUresult mem_get_info(size_t *free_bytes, size_t *total) {
+    if (!env_int("FAKE_CUDA_CONTEXT", 0))
+        return 201; /* CUDA_ERROR_INVALID_CONTEXT */
+    *total = TOTAL;
+    *free_bytes = TOTAL - 1000 * MIB;
+    return 0;
+}
+
+/* Resolvable but never called by the probe. */
+static CUresult not_supported(void) { return 801; }
+
+static const struct {
+    const char *name;
+    void *fn;
+} procs[] = {
+    {"cuGetErrorString", (void *)get_error_string},
+    {"cuDeviceGetCount", (void *)device_count},
+    {"cuDeviceGet", (void *)device_get},
+    {"cuDeviceGetName", (void *)device_name},
+    {"cuDeviceGetUuid", (void *)device_uuid},
+    {"cuDeviceTotalMem", (void *)device_total},
+    {"cuDeviceGetAttribute", (void *)device_attribute},
+    {"cuCtxGetCurrent", (void *)ctx_get_current},
+    {"cuMemGetInfo", (void *)mem_get_info},
+};
+
+static const char *const others[] = {
+    "cuDevicePrimaryCtxRetain", "cuDevicePrimaryCtxRelease", "cuCtxSetCurrent",
+    "cuCtxSynchronize", "cuMemAlloc", "cuMemFree", "cuMemHostAlloc", "cuMemFreeHost",
+    "cuMemHostRegister", "cuMemHostUnregister", "cuMemcpyHtoD", "cuMemcpyDtoH",
+    "cuMemcpyHtoDAsync", "cuMemcpyDtoHAsync", "cuStreamCreate", "cuStreamDestroy",
+    "cuStreamSynchronize", "cuStreamWaitEvent", "cuEventCreate", "cuEventDestroy",
+    "cuEventRecord", "cuEventSynchronize", "cuEventQuery", "cuEventElapsedTime",
+    "cuLaunchHostFunc", "cuModuleLoadData", "cuModuleUnload", "cuModuleGetFunction",
+    "cuLaunchKernel",
+};
+
+static CUresult lookup(const char *symbol, void **pfn, int version) {
+    last_version = version;
+    for (size_t i = 0; i < sizeof procs / sizeof procs[0]; i++)
+        if (strcmp(symbol, procs[i].name) == 0) {
+            *pfn = procs[i].fn;
+            return 0;
+        }
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        if (strcmp(symbol, others[i]) == 0) {
+            *pfn = (void *)not_supported;
+            return 0;
+        }
+    *pfn = NULL;
+    return 500; /* CUDA_ERROR_NOT_FOUND */
+}
+
+EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int version, uint64_t flags) {
+    (void)flags;
+    used_v2 = 0;
+    return lookup(symbol, pfn, version);
+}
+
+#ifndef FAKE_CUDA_NO_V2
+EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version, uint64_t flags,
+                                    int *status) {
+    (void)flags;
+    used_v2 = 1;
+    CUresult r = lookup(symbol, pfn, version);
+    *status = r == 0 ? 0 : 1;
+    return r;
+}
+#endif
+
+/* ---- NVML ---- */
+
+typedef struct {
+    unsigned long long total, free, used;
+} nvml_memory;
+
+static int nvml_device; /* the handle points here; index in the low byte */
+
+EXPORT int nvmlInit_v2(void) { return env_int("FAKE_NVML_INIT", 0); }
+
+EXPORT const char *nvmlErrorString(int r) { return r ? "fake NVML error" : "success"; }
+
+static void format_uuid(int dev, char *out, unsigned len) {
+    unsigned char b[16];
+    fake_uuid(dev, b);
+    snprintf(out, len,
+             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+/* Device 0 only: the others exist for CUDA but not for NVML. */
+EXPORT int nvmlDeviceGetHandleByUUID(const char *uuid, void **dev) {
+    char mine[96];
+    format_uuid(0, mine, sizeof mine);
+    if (strcmp(uuid, mine) != 0)
+        return 13; /* NVML_ERROR_NOT_FOUND */
+    *dev = &nvml_device;
+    return 0;
+}
+
+EXPORT int nvmlDeviceGetMemoryInfo(void *dev, nvml_memory *m) {
+    (void)dev;
+    m->total = TOTAL;
+    m->used = 2048 * MIB;
+    m->free = TOTAL - m->used;
+    return 0;
+}
+
+EXPORT int nvmlDeviceGetName(void *dev, char *name, unsigned len) {
+    (void)dev;
+    snprintf(name, len, "NVIDIA GeForce RTX 4090");
+    return 0;
+}
+
+EXPORT int nvmlDeviceGetUUID(void *dev, char *uuid, unsigned len) {
+    (void)dev;
+    format_uuid(0, uuid, len);
+    return 0;
+}
+
+/* An idle GPU at Gen1, in a Gen4 x8 slot. */
+EXPORT int nvmlDeviceGetCurrPcieLinkGeneration(void *dev, unsigned *v) {
+    (void)dev;
+    *v = 1;
+    return 0;
+}
+
+EXPORT int nvmlDeviceGetMaxPcieLinkGeneration(void *dev, unsigned *v) {
+    (void)dev;
+    *v = 4;
+    return 0;
+}
+
+EXPORT int nvmlDeviceGetCurrPcieLinkWidth(void *dev, unsigned *v) {
+    (void)dev;
+    *v = 8;
+    return 0;
+}
+
+EXPORT int nvmlDeviceGetMaxPcieLinkWidth(void *dev, unsigned *v) {
+    (void)dev;
+    *v = 8;
+    return 0;
+}
