@@ -359,7 +359,8 @@ int layout_finish(vram_layout *L, const char *name, const char *source) {
     int st = assign_blocks(L, source, &prefixed, &diffusers, &t5);
     if (st)
         return st;
-    qsort(L->tensors, (size_t)L->info.tensor_count, sizeof *L->tensors, cmp_tensor_order);
+    if (L->info.tensor_count) /* tensors is NULL for an empty header */
+        qsort(L->tensors, (size_t)L->info.tensor_count, sizeof *L->tensors, cmp_tensor_order);
     if ((st = index_names(L, source)) || (st = pack_and_sum(L, source)))
         return st;
     read_architecture(L);

@@ -362,8 +362,11 @@ static int read_shards(vram_layout *L, const char *path, const cJSON *map, const
         int fi;
         if (asprintf(&full, "%.*s/%s", folder_len, folder, shards[s]) < 0)
             return vram_fail(VRAM_E_NOMEM, "%s: out of memory", path);
-        if (!(st = layout_add_file(L, full, &fi)))
-            st = read_safetensors(L, full, fi);
+        if (!(st = layout_add_file(L, full, &fi)) && (st = read_safetensors(L, full, fi))) {
+            char why[768];
+            snprintf(why, sizeof why, "%s", vram_last_error());
+            st = vram_fail(st, "%s (a shard of %s)", why, path);
+        }
         free(full);
     }
     char stem[VRAM_NAME_MAX];
