@@ -1,0 +1,579 @@
+"""Block swapping for any torch module made of blocks, planned and run by
+libvram.
+
+    from genesis.blockswap import apply_block_swap
+    swap = apply_block_swap(transformer, vram_threshold_percent=50)
+    out = transformer(...)        # streamed blocks copied in by the engine
+    print(swap.stats()["plan"])   # what libvram decided, and the timeline
+    swap.remove()                 # the model as it was
+
+How it works: the model's blocks (blocks / transformer_blocks / vace_blocks /
+layers) become a vram layout (each block's parameters and buffers packed at
+256-aligned offsets). libvram plans which blocks stay resident and which
+stream; the engine gets each streamed block's bytes once (its pinned host
+region) and torch's own copy is freed. A streamed block's parameters are
+views of its device slot during its forward (pre-hook: acquire, post-hook:
+release) and views of its host copy otherwise.
+
+Adaptive: after the first forward the measured per-block compute time is
+given to the planner (measured_block_ms); the engine is rebuilt only when
+the placement changes. An out-of-memory error in a forward makes it stream
+more blocks and retry that forward.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import fields
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from . import _views
+from .modelinfo import BlockPacking, ModelPacking, pack_model
+from .planning import SwapOptions, planning_hardware
+from .vram import Engine, Hardware, Layout, Plan, VramError
+
+logger = logging.getLogger("genesis.blockswap")
+LogFn = Callable[[str], None]
+
+# torch.compile modes that capture device addresses in CUDA graphs: a
+# streamed block's weights move between slots, so replays would read stale
+# memory.
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+_ATTACHED = "_genesis_block_swap"
+
+
+def _dynamo_disable(fn: Callable[..., Any], recursive: bool = True) -> Callable[..., Any]:
+    try:
+        return torch._dynamo.disable(fn, recursive=recursive)  # type: ignore[attr-defined]
+    except Exception:  # pragma: no cover - torch without dynamo
+        return fn
+
+
+def _oom_types() -> tuple[type[BaseException], ...]:
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return (oom,)
+
+
+class _Timer:
+    """Per-block compute time: CUDA events on a GPU, perf_counter on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.open: dict[int, Any] = {}
+        self.spans: list[tuple[Any, Any]] = []
+        self.order: list[int] = []
+
+    def start(self, b: int) -> None:
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.open[b] = ev
+        else:
+            self.open[b] = time.perf_counter()
+        self.order.append(b)
+
+    def stop(self, b: int) -> None:
+        start = self.open.pop(b, None)
+        if start is None:
+            return
+        if self.cuda:
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record()
+            self.spans.append((start, ev))
+        else:
+            self.spans.append((start, time.perf_counter()))
+
+    def mean_ms(self) -> float:
+        if not self.spans:
+            return 0.0
+        if self.cuda:
+            self.spans[-1][1].synchronize()
+            total = sum(a.elapsed_time(b) for a, b in self.spans)
+        else:
+            total = sum((b - a) * 1000.0 for a, b in self.spans)
+        return total / len(self.spans)
+
+
+class BlockSwap:
+    """Block swapping applied to one model; remove() undoes it."""
+
+    def __init__(self, model: nn.Module, options: SwapOptions, *, block_attr: str | None = None,
+                 device: str | torch.device | None = None, backend: str | None = None,
+                 gpu: str | None = None, vram_mb: float | None = None,
+                 hardware: Hardware | None = None, adaptive: bool = True,
+                 max_oom_retries: int = 4, vram_debug_mode: bool = False,
+                 log: LogFn | None = None, engine_options: dict[str, Any] | None = None) -> None:
+        if getattr(model, _ATTACHED, None) is not None:
+            raise ValueError("block swapping is already applied to this model: call .remove() first")
+        self.model = model
+        self.options = options
+        self.device = torch.device(device) if device is not None else (
+            torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available()
+            else torch.device("cpu"))
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.backend = backend or ("cuda" if self.device.type == "cuda" else "host")
+        if self.backend == "cuda" and self.device.type != "cuda":
+            raise ValueError("backend='cuda' needs a CUDA device")
+        self.adaptive = adaptive
+        self.max_oom_retries = max_oom_retries
+        self.debug = vram_debug_mode
+        self.log: LogFn = log or print
+        self.engine_options = dict(engine_options or {})
+        self.active = False  # the engine runs the blocks
+        self.forwards = 0
+        self.oom_retries = 0
+        self.engine_builds = 0
+        self.embedder_moves = 0
+        self.replans: list[dict[str, Any]] = []
+        self.measured_block_ms = 0.0
+        self.fallback_reason = ""
+
+        # Everything that can fail on bad input happens before the model is touched.
+        self.packing: ModelPacking = pack_model(model, block_attr)
+        options.validate(self.packing.main_count, self.packing.vace_count)
+        if hardware is not None:
+            self.hw, self.gpu_index, self.host_mode = hardware, 0, self.device.type != "cuda"
+        else:
+            self.hw, self.gpu_index, self.host_mode = planning_hardware(
+                gpu, vram_mb, self.device.index or 0)
+        self.layout = Layout.from_blocks(self.packing.block_bytes, self._rest_bytes(),
+                                         self.packing.dim)
+        self.plan_kwargs = options.plan_kwargs(self.gpu_index)
+        self.plan = Plan.create(self.layout, self.hw, **self.plan_kwargs)
+
+        self.engine: Engine | None = None
+        self._streamed: set[int] = set()
+        self._host_base: dict[int, torch.Tensor] = {}
+        self._device_addr: dict[int, int] = {}  # CUDA resident blocks
+        self._slot_views: dict[tuple[int, int], list[torch.Tensor]] = {}
+        self._timer: _Timer | None = _Timer(self.device) if adaptive else None
+        self._hooks: list[Any] = []
+        self._orig_device = next((t.device for t in model.parameters()), torch.device("cpu"))
+        self._offload = self._offloaded_embedders()
+
+        if self.debug:
+            self.log(self.plan.explain("zh"))
+        self._build_engine(self.plan)
+        self._move_rest(self.device)
+        self._install_hooks()
+        setattr(model, _ATTACHED, self)
+
+    # ---- planning -------------------------------------------------------
+
+    def _offloaded_embedders(self) -> list[nn.Module]:
+        roles = [r for r, on in (("text", self.options.offload_txt_emb),
+                                 ("image", self.options.offload_img_emb)) if on]
+        return [self.packing.embedders[r] for r in roles if r in self.packing.embedders]
+
+    def _rest_bytes(self) -> int:
+        """Non-block bytes that stay on the GPU. Offloaded embedders are not
+        counted: from_blocks layouts carry no embedder roles (C API gap)."""
+        rest = self.packing.rest_bytes
+        from .modelinfo import module_bytes
+
+        for m in self._offloaded_embedders():
+            rest -= module_bytes(m)
+        return max(0, rest)
+
+    def _replan(self, **changes: Any) -> Plan:
+        self.plan_kwargs.update(changes)
+        return Plan.create(self.layout, self.hw, **self.plan_kwargs)
+
+    # ---- the engine -----------------------------------------------------
+
+    def _build_engine(self, plan: Plan) -> None:
+        """Creates the engine for `plan` and moves the blocks' weights into it.
+        On failure the model keeps (or gets back) its own tensors and runs
+        unswapped, with a warning."""
+        streamed = set(plan.streamed_blocks())
+        try:
+            engine = Engine.create(plan, self.layout, backend=self.backend,
+                                   device=self.device.index or 0, **self.engine_options)
+        except VramError as e:
+            self._fall_back(f"libvram could not create the engine ({e})")
+            return
+        try:
+            bases: dict[int, torch.Tensor] = {}
+            addrs: dict[int, int] = {}
+            for blk in self.packing.blocks:
+                if blk.index in streamed:
+                    ptr = engine.host_ptr(blk.index)
+                    if not ptr:
+                        raise VramError(-10, f"block {blk.index} has no host region (tier "
+                                        "'disk' needs a model file)", "vram_engine_host_ptr")
+                    self._check_size(engine, blk)
+                    self._write(engine, blk)
+                    bases[blk.index] = _views.byte_view(ptr, blk.packed_bytes, torch.device("cpu"))
+                elif self.backend == "cuda":
+                    self._check_size(engine, blk)
+                    self._write(engine, blk)
+                    addr = engine.acquire(blk.index, self._stream())
+                    engine.release(blk.index, self._stream())
+                    addrs[blk.index] = addr
+        except VramError as e:
+            engine.destroy()
+            self._fall_back(f"libvram could not fill the engine ({e})")
+            return
+        # Committed: from here on the weights live in the engine.
+        self.engine, self.plan = engine, plan
+        self._streamed, self._host_base, self._device_addr = streamed, bases, addrs
+        self._slot_views.clear()
+        for blk in self.packing.blocks:
+            if blk.index in bases:
+                self._point_at(blk, bases[blk.index])
+            elif blk.index in addrs:
+                self._point_at(blk, _views.byte_view(addrs[blk.index], blk.packed_bytes,
+                                                     self.device))
+        engine.reset_stats()
+        self.engine_builds += 1
+        self.active = True
+
+    @staticmethod
+    def _check_size(engine: Engine, blk: BlockPacking) -> None:
+        have = engine.block_bytes(blk.index)
+        if have < blk.packed_bytes:
+            raise VramError(-1, f"block {blk.index}: engine region {have} bytes < packed "
+                            f"{blk.packed_bytes}", "vram_engine_block_bytes")
+
+    @staticmethod
+    def _write(engine: Engine, blk: BlockPacking) -> None:
+        for s in blk.slots:
+            if s.nbytes == 0:
+                continue
+            src = s.get().detach()
+            if src.device.type != "cpu":
+                src = src.cpu()
+            src = src.contiguous()
+            engine.write(blk.index, s.offset, src.data_ptr(), s.nbytes)
+
+    @staticmethod
+    def _point_at(blk: BlockPacking, base: torch.Tensor) -> None:
+        for s in blk.slots:
+            s.set(_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape))
+
+    def _materialize(self) -> None:
+        """Gives every engine-held tensor its own torch storage again (CPU)."""
+        for blk in self.packing.blocks:
+            base = self._host_base.get(blk.index)
+            if base is None and blk.index in self._device_addr:
+                base = _views.byte_view(self._device_addr[blk.index], blk.packed_bytes, self.device)
+            if base is None:
+                continue
+            for s in blk.slots:
+                s.set(_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape).to(
+                    "cpu", copy=True))
+        self._host_base, self._device_addr, self._slot_views = {}, {}, {}
+        self._streamed = set()
+
+    def _destroy_engine(self) -> None:
+        if self.engine is not None:
+            self._materialize()
+            self.engine.destroy()
+            self.engine = None
+        self.active = False
+
+    def _rebuild(self, plan: Plan) -> None:
+        self._destroy_engine()
+        self._build_engine(plan)
+        if self.active and self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _fall_back(self, reason: str) -> None:
+        self.fallback_reason = reason
+        msg = f"genesis block swap: {reason}; running the model unswapped"
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        logger.warning(msg)
+        self.active = False
+        if self.device.type == "cuda":
+            try:
+                self.model.to(self.device)
+            except _oom_types() as e:
+                logger.warning("genesis block swap: the unswapped model does not fit either: %s", e)
+
+    def _stream(self) -> int | None:
+        if self.backend == "cuda":
+            return int(torch.cuda.current_stream(self.device).cuda_stream)
+        return None
+
+    # ---- placement of what is not a block -------------------------------
+
+    def _block_tensor_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for blk in self.packing.blocks:
+            ids.update(id(t) for t in list(blk.module.parameters()) + list(blk.module.buffers()))
+        return ids
+
+    def _move_rest(self, device: torch.device) -> None:
+        """Moves parameters and buffers outside the blocks (and outside the
+        offloaded embedders, which move per forward) to `device`."""
+        skip = self._block_tensor_ids()
+        for m in self._offload:
+            skip.update(id(t) for t in list(m.parameters()) + list(m.buffers()))
+        for mod in self.model.modules():
+            for name, p in list(mod._parameters.items()):
+                if p is not None and id(p) not in skip and p.device != device:
+                    p.data = p.data.to(device)
+            for name, b in list(mod._buffers.items()):
+                if b is not None and id(b) not in skip and b.device != device:
+                    mod._buffers[name] = b.to(device)
+
+    def _embedders_to(self, device: torch.device | str) -> None:
+        for m in self._offload:
+            m.to(device)
+            self.embedder_moves += 1
+
+    # ---- hooks ----------------------------------------------------------
+
+    def _install_hooks(self) -> None:
+        for blk in self.packing.blocks:
+            pre = _dynamo_disable(self._make_pre(blk))
+            post = _dynamo_disable(self._make_post(blk))
+            self._hooks.append(blk.module.register_forward_pre_hook(pre))
+            self._hooks.append(blk.module.register_forward_hook(post))
+        self._orig_forward = self.model.forward
+        self.model.forward = _dynamo_disable(self._forward, recursive=False)
+
+    def _make_pre(self, blk: BlockPacking) -> Callable[..., None]:
+        def pre(_module: nn.Module, _args: Any) -> None:
+            if self._timer is not None:
+                self._timer.start(blk.index)
+            if self.active and blk.index in self._streamed:
+                assert self.engine is not None
+                addr = self.engine.acquire(blk.index, self._stream())
+                views = self._slot_views.get((blk.index, addr))
+                if views is None:
+                    base = _views.byte_view(addr, blk.packed_bytes,
+                                            self.device if self.backend == "cuda"
+                                            else torch.device("cpu"))
+                    views = [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape)
+                             for s in blk.slots]
+                    self._slot_views[(blk.index, addr)] = views
+                for s, v in zip(blk.slots, views):
+                    s.set(v)
+        return pre
+
+    def _make_post(self, blk: BlockPacking) -> Callable[..., None]:
+        def post(_module: nn.Module, _args: Any, _out: Any) -> None:
+            if self.active and blk.index in self._streamed:
+                assert self.engine is not None
+                self.engine.release(blk.index, self._stream())
+                self._point_at(blk, self._host_base[blk.index])
+            if self._timer is not None:
+                self._timer.stop(blk.index)
+        return post
+
+    def _forward(self, *args: Any, **kwargs: Any) -> Any:
+        self._embedders_to(self.device)
+        try:
+            while True:
+                try:
+                    out = self._orig_forward(*args, **kwargs)
+                    break
+                except _oom_types() as e:
+                    if not self._stream_more(e):
+                        raise
+        finally:
+            self._embedders_to("cpu")
+        self.forwards += 1
+        if self._timer is not None:
+            self._after_first_forward()
+        return out
+
+    # ---- adaptive -------------------------------------------------------
+
+    def _after_first_forward(self) -> None:
+        timer, self._timer = self._timer, None
+        assert timer is not None
+        self.measured_block_ms = timer.mean_ms()
+        if not self.active or self.measured_block_ms <= 0:
+            return
+        order = list(dict.fromkeys(timer.order))
+        if self.engine is not None and order and order != sorted(order):
+            self.engine.set_order(order)
+        old = self.plan.placement()
+        plan = self._replan(measured_block_ms=self.measured_block_ms)
+        changed = plan.placement() != old
+        self.replans.append({"reason": "measured_block_ms", "measured_block_ms":
+                             self.measured_block_ms, "placement_changed": changed,
+                             "streamed_count": plan.summary()["streamed_count"]})
+        if self.debug:
+            self.log(f"[VRAM] 实测每块计算: {self.measured_block_ms:.2f} ms; 重新规划"
+                     f"{'改变了放置，重建引擎' if changed else '未改变放置'}")
+        if changed:
+            self._rebuild(plan)
+            if self.engine is not None and order and order != sorted(order):
+                self.engine.set_order(order)
+        else:
+            self.plan = plan
+
+    def _stream_more(self, error: BaseException) -> bool:
+        """After an out-of-memory error: plan with more streamed blocks (lower
+        threshold in auto mode, more blocks_to_swap in manual mode) and
+        rebuild. False when nothing more can stream."""
+        if self.oom_retries >= self.max_oom_retries or not self.active:
+            return False
+        s = self.plan.summary()
+        n, current = s["block_count"], s["streamed_count"]
+        if current >= self.packing.main_count:
+            return False
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        plan: Plan | None = None
+        if self.plan_kwargs.get("auto_hardware_tuning", True):
+            thr = float(self.plan_kwargs.get("vram_threshold_percent", 50.0))
+            if thr > 10:
+                try:
+                    plan = self._replan(vram_threshold_percent=max(10.0, thr - 10.0))
+                except VramError:
+                    plan = None
+        if plan is None or plan.summary()["streamed_count"] <= current:
+            step = max(1, -(-n // 8))
+            try:
+                plan = self._replan(auto_hardware_tuning=False,
+                                    blocks_to_swap=min(self.packing.main_count, current + step))
+            except VramError:
+                return False
+        self.oom_retries += 1
+        new = plan.summary()["streamed_count"]
+        msg = (f"genesis block swap: out of memory in a forward ({str(error).splitlines()[0]}); "
+               f"streaming {new} blocks instead of {current} and retrying")
+        logger.warning(msg)
+        if self.debug:
+            self.log("[VRAM] " + msg)
+        self.replans.append({"reason": "out_of_memory", "streamed_count": new,
+                             "placement_changed": True})
+        self._rebuild(plan)
+        return self.active
+
+    # ---- public ---------------------------------------------------------
+
+    @property
+    def streamed_blocks(self) -> list[int]:
+        return sorted(self._streamed)
+
+    def stats(self) -> dict[str, Any]:
+        """Plan summary, per-block plan, engine stats, the per-block
+        timeline (list of dicts) and what the adaptive loop did."""
+        out: dict[str, Any] = {
+            "active": self.active,
+            "fallback_reason": self.fallback_reason,
+            "backend": self.backend,
+            "device": str(self.device),
+            "plan": self.plan.summary(),
+            "blocks": self.plan.blocks(),
+            "streamed_blocks": self.streamed_blocks,
+            "forwards": self.forwards,
+            "measured_block_ms": self.measured_block_ms,
+            "replans": list(self.replans),
+            "oom_retries": self.oom_retries,
+            "engine_builds": self.engine_builds,
+            "embedder_moves": self.embedder_moves,
+            "offloaded_embedders": len(self._offload),
+        }
+        if self.engine is not None:
+            out["engine"] = self.engine.stats()
+            out["timeline"] = self.engine.timeline()
+        else:
+            out["engine"], out["timeline"] = None, []
+        return out
+
+    def report(self) -> dict[str, Any]:
+        """The numbers a run's metadata shows: predicted vs streamed."""
+        s = self.plan.summary()
+        e = self.engine.stats() if self.engine is not None else {}
+        return {
+            "plan": s,
+            "predicted_step_ms": s["predicted_forward_ms"] * self.plan_kwargs.get(
+                "passes_per_step", 2),
+            "predicted_forward_ms": s["predicted_forward_ms"],
+            "measured_block_ms": self.measured_block_ms,
+            "bytes_streamed": e.get("bytes_copied", 0),
+            "overlap_ratio": e.get("overlap_ratio"),
+            "streamed_count": s["streamed_count"],
+            "resident_count": s["resident_count"],
+        }
+
+    def explain(self, fmt: str = "zh") -> Any:
+        return self.plan.explain(fmt)
+
+    def remove(self) -> None:
+        """Undoes everything: weights back in torch storage, on the device
+        the model had before, hooks removed."""
+        if getattr(self.model, _ATTACHED, None) is not self:
+            return
+        if self.engine is not None:
+            self.engine.synchronize()
+        self._destroy_engine()
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        if "forward" in self.model.__dict__:
+            del self.model.forward
+        delattr(self.model, _ATTACHED)
+        self.model.to(self._orig_device)
+
+
+def attached(model: nn.Module) -> BlockSwap | None:
+    """The BlockSwap applied to `model`, if any."""
+    return getattr(model, _ATTACHED, None)
+
+
+_SWAP_FIELDS = {f.name for f in fields(SwapOptions)}
+
+
+def apply_block_swap(model: nn.Module, mode: str = "intelligent", **args: Any) -> Any:
+    """Applies block swapping to `model`.
+
+    mode="intelligent": libvram plans and streams (BlockSwap). Arguments:
+      the seed's vram_threshold_percent, auto_hardware_tuning, blocks_to_swap,
+      num_cuda_streams, bandwidth_target, enable_cuda_optimization,
+      enable_dram_optimization, offload_txt_emb, offload_img_emb,
+      vace_blocks_to_swap, vram_debug_mode; the video size (width, height,
+      frames, text_tokens, passes_per_step); block_attr, device, backend,
+      gpu / vram_mb (simulate), adaptive, log.
+    mode="legacy": kijai's WanVideoBlockSwap (genesis.legacy_blockswap).
+
+    Bad arguments raise ValueError naming the argument and its range, and
+    leave the model untouched. Returns a handle with .remove()."""
+    if mode == "legacy":
+        from .legacy_blockswap import apply_legacy_block_swap
+
+        return apply_legacy_block_swap(model, **args)
+    if mode != "intelligent":
+        raise ValueError(f"mode={mode!r}: allowed 'intelligent' or 'legacy'")
+    swap_args = {k: v for k, v in args.items() if k in _SWAP_FIELDS}
+    rest = {k: v for k, v in args.items() if k not in _SWAP_FIELDS}
+    if "vram_threshold" in rest:  # the seed's short name
+        swap_args.setdefault("vram_threshold_percent", rest.pop("vram_threshold"))
+    for legacy_only in ("use_non_blocking", "prefetch_blocks", "block_swap_debug"):
+        rest.pop(legacy_only, None)
+    return BlockSwap(model, SwapOptions(**swap_args), **rest)
+
+
+def compile_blocks(model: nn.Module, mode: str | None = None, backend: str = "inductor",
+                   block_attr: str | None = None, **kwargs: Any) -> None:
+    """torch.compile each block in place (nn.Module.compile), the way block
+    swapping expects. CUDA-graph modes are refused: they capture the
+    addresses of weights that move between slots."""
+    options = kwargs.get("options") or {}
+    if mode in CUDA_GRAPH_MODES or options.get("triton.cudagraphs"):
+        raise ValueError(
+            f"torch.compile mode={mode!r} captures CUDA graphs, which record weight addresses; "
+            "streamed blocks change address every step. Use mode=None/'default' or "
+            "'max-autotune-no-cudagraphs' with block swapping"
+        )
+    from .modelinfo import find_blocks, find_vace_blocks
+
+    blocks = list(find_blocks(model, block_attr)[1])
+    vace = find_vace_blocks(model)
+    if vace is not None:
+        blocks += list(vace)
+    for b in blocks:
+        b.compile(mode=mode, backend=backend, **kwargs)

@@ -1,0 +1,221 @@
+"""What a loaded torch model is made of: its block lists, real byte sizes
+(numel * element_size of each dtype, never "x 4"), each block's packing
+(parameters and buffers at 256-aligned offsets), and its embedders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+ALIGN = 256
+BLOCK_ATTRS: tuple[str, ...] = ("blocks", "transformer_blocks", "layers")
+VACE_ATTR = "vace_blocks"
+# Wrappers that hold the real model one level down (ComfyUI, pipelines).
+_INNER_ATTRS: tuple[str, ...] = ("model", "diffusion_model", "transformer")
+TEXT_EMBEDDERS: tuple[str, ...] = ("condition_embedder.text_embedder", "text_embedding")
+IMAGE_EMBEDDERS: tuple[str, ...] = ("condition_embedder.image_embedder", "img_emb")
+
+
+def align_up(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _unique_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
+    seen: set[int] = set()
+    for t in list(module.parameters()) + list(module.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            yield t
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Bytes of all parameters and buffers, each counted once, real dtypes."""
+    return sum(tensor_bytes(t) for t in _unique_tensors(module))
+
+
+def _list_at(module: nn.Module, attr: str) -> nn.ModuleList | None:
+    lst = getattr(module, attr, None)
+    if isinstance(lst, (nn.ModuleList, nn.Sequential)) and len(lst) > 0:
+        return lst  # type: ignore[return-value]
+    return None
+
+
+def find_blocks(model: nn.Module, attr: str | None = None) -> tuple[str, nn.ModuleList]:
+    """The model's main block list: `attr` when given, else the first of
+    blocks / transformer_blocks / layers on the model or one wrapper down.
+    Returns (dotted path, list); ValueError when there is none."""
+    if attr is not None:
+        owner: nn.Module = model
+        parts = attr.split(".")
+        for p in parts[:-1]:
+            owner = getattr(owner, p)
+        lst = _list_at(owner, parts[-1])
+        if lst is None:
+            raise ValueError(f"block_attr={attr!r}: the model has no non-empty nn.ModuleList there")
+        return attr, lst
+    candidates: list[tuple[str, nn.Module]] = [("", model)]
+    candidates += [(f"{a}.", getattr(model, a)) for a in _INNER_ATTRS
+                   if isinstance(getattr(model, a, None), nn.Module)]
+    for prefix, owner in candidates:
+        for a in BLOCK_ATTRS:
+            lst = _list_at(owner, a)
+            if lst is not None:
+                return prefix + a, lst
+    raise ValueError(
+        f"model ({type(model).__name__}) has no block list: expected an nn.ModuleList named one of "
+        f"{', '.join(BLOCK_ATTRS)} (or pass block_attr=...)"
+    )
+
+
+def find_vace_blocks(model: nn.Module) -> nn.ModuleList | None:
+    for owner in [model] + [getattr(model, a) for a in _INNER_ATTRS
+                            if isinstance(getattr(model, a, None), nn.Module)]:
+        lst = _list_at(owner, VACE_ATTR)
+        if lst is not None:
+            return lst
+    return None
+
+
+def _submodule(model: nn.Module, path: str) -> nn.Module | None:
+    m: object = model
+    for p in path.split("."):
+        m = getattr(m, p, None)
+        if m is None:
+            return None
+    return m if isinstance(m, nn.Module) else None
+
+
+def find_embedders(model: nn.Module) -> dict[str, nn.Module]:
+    """{'text': module, 'image': module} for the ones the model has (Wan in
+    diffusers: condition_embedder.text_embedder / image_embedder; original
+    Wan: text_embedding / img_emb)."""
+    out: dict[str, nn.Module] = {}
+    for role, paths in (("text", TEXT_EMBEDDERS), ("image", IMAGE_EMBEDDERS)):
+        for owner in [model] + [getattr(model, a) for a in _INNER_ATTRS
+                                if isinstance(getattr(model, a, None), nn.Module)]:
+            for p in paths:
+                m = _submodule(owner, p)
+                if m is not None:
+                    out[role] = m
+                    break
+            if role in out:
+                break
+    return out
+
+
+def num_layers(model: nn.Module, block_attr: str | None = None) -> int:
+    """Block count from the found block list (the seed's 注意事项 2)."""
+    return len(find_blocks(model, block_attr)[1])
+
+
+def model_size_mb(model: nn.Module) -> float:
+    """Real size in MiB: sum of numel * element_size (the seed's 注意事项 1)."""
+    return module_bytes(model) / (1024 * 1024)
+
+
+def model_dim(model: nn.Module) -> int:
+    cfg = getattr(model, "config", None)
+    if cfg is not None:
+        heads = getattr(cfg, "num_attention_heads", None)
+        head_dim = getattr(cfg, "attention_head_dim", None)
+        if isinstance(heads, int) and isinstance(head_dim, int):
+            return heads * head_dim
+        dim = getattr(cfg, "dim", None) or getattr(cfg, "hidden_size", None)
+        if isinstance(dim, int):
+            return dim
+    d = getattr(model, "dim", None)
+    return d if isinstance(d, int) else 0
+
+
+@dataclass
+class TensorSlot:
+    """One parameter or buffer of a block and its place in the packing."""
+
+    owners: list[tuple[nn.Module, str]]  # (module, name) holding it (tied: several)
+    is_param: bool
+    offset: int
+    nbytes: int
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+    def get(self) -> torch.Tensor:
+        m, n = self.owners[0]
+        return m._parameters[n] if self.is_param else m._buffers[n]  # type: ignore[return-value]
+
+    def set(self, data: torch.Tensor) -> None:
+        """Points the parameter (same Parameter object: .data) or buffer at data."""
+        if self.is_param:
+            self.get().data = data
+        else:
+            for m, n in self.owners:
+                m._buffers[n] = data
+
+
+@dataclass
+class BlockPacking:
+    index: int  # in the layout (main blocks first, then VACE)
+    module: nn.Module
+    vace: bool
+    slots: list[TensorSlot] = field(default_factory=list)
+    packed_bytes: int = 0
+
+
+def pack_block(index: int, module: nn.Module, vace: bool = False) -> BlockPacking:
+    """Each distinct tensor of the block at a 256-aligned offset."""
+    pack = BlockPacking(index, module, vace)
+    by_id: dict[int, TensorSlot] = {}
+    offset = 0
+    for mod_name, mod in module.named_modules():
+        for is_param, table in ((True, mod._parameters), (False, mod._buffers)):
+            for name, t in table.items():
+                if t is None:
+                    continue
+                slot = by_id.get(id(t))
+                if slot is not None:
+                    slot.owners.append((mod, name))
+                    continue
+                n = tensor_bytes(t)
+                slot = TensorSlot([(mod, name)], is_param, offset, n, t.dtype, tuple(t.shape))
+                by_id[id(t)] = slot
+                pack.slots.append(slot)
+                offset = align_up(offset + n)
+    pack.packed_bytes = max(offset, ALIGN)
+    return pack
+
+
+@dataclass
+class ModelPacking:
+    block_attr: str
+    blocks: list[BlockPacking]
+    main_count: int
+    vace_count: int
+    rest_bytes: int
+    total_bytes: int
+    dim: int
+    embedders: dict[str, nn.Module]
+
+    @property
+    def block_bytes(self) -> list[int]:
+        return [b.packed_bytes for b in self.blocks]
+
+
+def pack_model(model: nn.Module, block_attr: str | None = None) -> ModelPacking:
+    attr, main = find_blocks(model, block_attr)
+    vace = find_vace_blocks(model)
+    blocks = [pack_block(i, m) for i, m in enumerate(main)]
+    if vace is not None:
+        blocks += [pack_block(len(main) + i, m, vace=True) for i, m in enumerate(vace)]
+    total = module_bytes(model)
+    in_blocks: set[int] = set()
+    for b in blocks:
+        in_blocks.update(id(t) for t in _unique_tensors(b.module))
+    rest = sum(tensor_bytes(t) for t in _unique_tensors(model) if id(t) not in in_blocks)
+    return ModelPacking(attr, blocks, len(main), 0 if vace is None else len(vace), rest, total,
+                        model_dim(model), find_embedders(model))

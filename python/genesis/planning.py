@@ -1,0 +1,96 @@
+"""Choosing the hardware a plan is made for, and plan options from the
+user's arguments (validated with messages that name the argument and its
+allowed range)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .vram import Hardware
+
+ENV_SIMULATE_GPU = "GENESIS_SIMULATE_GPU"
+
+
+def planning_hardware(gpu: str | None = None, vram_mb: float | None = None,
+                      device_index: int = 0) -> tuple[Hardware, int, bool]:
+    """(hardware, gpu index in it, host_mode).
+
+    gpu (or $GENESIS_SIMULATE_GPU): plan for that built-in profile.
+    Else the probed GPU `device_index`; with no GPU, the host backend: a
+    simulated device the size of the real DRAM (RAM stands in for VRAM).
+    vram_mb overrides the planned GPU's memory size."""
+    gpu = gpu or os.environ.get(ENV_SIMULATE_GPU) or None
+    host_mode = False
+    if gpu:
+        hw = Hardware.probe(gpus=False)
+        hw.simulate_gpu(gpu, index=0)
+        index = 0
+    else:
+        hw = Hardware.probe()
+        if hw.gpu_count > device_index:
+            index = device_index
+        else:
+            dram = hw.dram()
+            total_mb = dram["total_bytes"] / 2**20
+            used_mb = max(0.0, total_mb - dram["available_bytes"] / 2**20)
+            hw.set_vram(total_mb, used_mb, index=hw.gpu_count)
+            index = hw.gpu_count - 1
+            host_mode = True
+    if vram_mb is not None:
+        hw.set_vram(float(vram_mb), 0.0, index=index)
+    return hw, index, host_mode
+
+
+def _check_range(name: str, value: float, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ValueError(f"{name}={value!r} is out of range: allowed {lo:g}-{hi:g}")
+
+
+@dataclass
+class SwapOptions:
+    """The seed's block-swap parameters (and the video size the plan is
+    for). None = libvram's default."""
+
+    vram_threshold_percent: float = 50.0
+    auto_hardware_tuning: bool | None = None  # None: manual when blocks_to_swap > 0
+    blocks_to_swap: int = 0
+    num_cuda_streams: int = 8
+    bandwidth_target: float = 0.8
+    enable_cuda_optimization: bool = True
+    enable_dram_optimization: bool = True
+    offload_txt_emb: bool = False
+    offload_img_emb: bool = False
+    vace_blocks_to_swap: int = 0
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    text_tokens: int | None = None
+    passes_per_step: int | None = None
+    max_pinned_mb: float | None = None
+    safety_reserve_percent: float | None = None
+
+    def validate(self, block_count: int, vace_count: int = 0) -> None:
+        _check_range("vram_threshold_percent", self.vram_threshold_percent, 10, 95)
+        _check_range("blocks_to_swap", self.blocks_to_swap, 0, block_count)
+        if int(self.blocks_to_swap) != self.blocks_to_swap:
+            raise ValueError(f"blocks_to_swap={self.blocks_to_swap!r} must be an integer 0-{block_count}")
+        _check_range("num_cuda_streams", self.num_cuda_streams, 1, 16)
+        _check_range("bandwidth_target", self.bandwidth_target, 0.1, 1.0)
+        _check_range("vace_blocks_to_swap", self.vace_blocks_to_swap, 0, min(15, vace_count))
+
+    @property
+    def manual(self) -> bool:
+        if self.auto_hardware_tuning is None:
+            return self.blocks_to_swap > 0
+        return not self.auto_hardware_tuning
+
+    def plan_kwargs(self, gpu_index: int = 0) -> dict[str, Any]:
+        d = asdict(self)
+        d["auto_hardware_tuning"] = not self.manual
+        d["blocks_to_swap"] = int(self.blocks_to_swap)
+        d["num_cuda_streams"] = int(self.num_cuda_streams)
+        d["vace_blocks_to_swap"] = int(self.vace_blocks_to_swap)
+        d["gpu_index"] = gpu_index
+        return {k: v for k, v in d.items() if v is not None}

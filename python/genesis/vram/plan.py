@@ -1,0 +1,118 @@
+"""Plan: libvram's decision of which blocks stay resident and which stream."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any
+
+from . import _ffi
+from .errors import check
+from .hardware import Hardware
+from .layout import Layout
+
+OPTION_NAMES: tuple[str, ...] = tuple(n for n, _ in _ffi.PlanOptions._fields_ if n != "size")
+
+_EXPLAIN_FORMATS = {"zh": _ffi.EXPLAIN_ZH, "en": _ffi.EXPLAIN_EN, "json": _ffi.EXPLAIN_JSON}
+
+
+def default_options() -> dict[str, Any]:
+    """vram_plan_options_init's defaults, as a dict."""
+    o = _ffi.PlanOptions.new()
+    _ffi.lib.vram_plan_options_init(ctypes.byref(o))
+    return o.to_dict()
+
+
+def make_options(**options: Any) -> _ffi.PlanOptions:
+    """Defaults overridden by `options` (field names of vram_plan_options),
+    checked by vram_plan_options_validate (RangeError names the field)."""
+    o = _ffi.PlanOptions.new()
+    _ffi.lib.vram_plan_options_init(ctypes.byref(o))
+    for k, v in options.items():
+        if k not in OPTION_NAMES:
+            raise TypeError(f"unknown plan option {k!r}; known: {', '.join(OPTION_NAMES)}")
+        if v is None:
+            continue
+        setattr(o, k, v)
+    check(_ffi.lib.vram_plan_options_validate(ctypes.byref(o)), "vram_plan_options_validate")
+    return o
+
+
+class Plan:
+    """A vram_plan. Keeps its layout and hardware alive."""
+
+    def __init__(self, handle: int, layout: Layout, hw: Hardware) -> None:
+        self._h: int | None = handle
+        self.layout = layout
+        self.hw = hw
+
+    @classmethod
+    def create(cls, layout: Layout, hw: Hardware, **options: Any) -> Plan:
+        o = make_options(**options)
+        h = ctypes.c_void_p()
+        check(_ffi.lib.vram_plan_create(layout.handle, hw.handle, ctypes.byref(o),
+                                        ctypes.byref(h)), "vram_plan_create")
+        return cls(h.value or 0, layout, hw)
+
+    @property
+    def handle(self) -> int:
+        if not self._h:
+            raise ValueError("Plan was closed")
+        return self._h
+
+    def close(self) -> None:
+        if self._h:
+            _ffi.lib.vram_plan_free(self._h)
+            self._h = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def summary(self) -> dict[str, Any]:
+        s = _ffi.PlanSummary.new()
+        check(_ffi.lib.vram_plan_get_summary(self.handle, ctypes.byref(s)),
+              "vram_plan_get_summary")
+        return s.to_dict()
+
+    def options(self) -> dict[str, Any]:
+        o = _ffi.PlanOptions.new()
+        check(_ffi.lib.vram_plan_get_options(self.handle, ctypes.byref(o)),
+              "vram_plan_get_options")
+        return o.to_dict()
+
+    def block(self, index: int) -> dict[str, Any]:
+        b = _ffi.BlockPlan.new()
+        check(_ffi.lib.vram_plan_block(self.handle, index, ctypes.byref(b)), "vram_plan_block")
+        d = b.to_dict()
+        d["streamed"] = d["placement"] == _ffi.PLACE_STREAMED
+        d["tier_name"] = _ffi.TIER_NAMES[d["tier"]] if 0 <= d["tier"] < 4 else str(d["tier"])
+        return d
+
+    def blocks(self) -> list[dict[str, Any]]:
+        return [self.block(i) for i in range(int(self.summary()["block_count"]))]
+
+    def placement(self) -> list[tuple[int, int, int]]:
+        """(placement, tier, slot) per block: what the engine depends on."""
+        return [(b["placement"], b["tier"], b["slot"]) for b in self.blocks()]
+
+    def streamed_blocks(self) -> list[int]:
+        return [b["block"] for b in self.blocks() if b["streamed"]]
+
+    def explain(self, fmt: str = "zh") -> Any:
+        """'zh' / 'en': the debug text; 'json': a dict."""
+        if fmt not in _EXPLAIN_FORMATS:
+            raise ValueError(f"explain format must be one of {sorted(_EXPLAIN_FORMATS)}, got {fmt!r}")
+        out = ctypes.c_void_p()
+        check(_ffi.lib.vram_plan_explain(self.handle, _EXPLAIN_FORMATS[fmt], ctypes.byref(out)),
+              "vram_plan_explain")
+        text = _ffi.take_string(out)
+        return json.loads(text) if fmt == "json" else text
