@@ -11,6 +11,7 @@ this module only wires the UI to genesis.wan.runner.
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,12 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
             if "note" in meta:
                 done += f" ({meta['note']})"
             return video, gallery, meta, done, "\n".join(app.last_log), timeline_figure(app.last_timeline)
+
+        # The API names its parameters after generate_video's.
+        sig = inspect.signature(WanVideoApp.generate_video)
+        params = [p for n, p in sig.parameters.items() if n not in ("self", "progress")]
+        params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
+        generate_wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
 
         generate_button.click(
             fn=generate_wrapper,
