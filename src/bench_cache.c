@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,26 +79,51 @@ static int cache_path(const char *uuid, bool create, char *path, size_t cap) {
 static const char *const series_keys[4] = {"h2d_pinned_gbps", "h2d_pageable_gbps",
                                            "d2h_pinned_gbps", "d2h_pageable_gbps"};
 
-static double *series(vram_bandwidth_result *r, int k) {
-    double *all[4] = {r->h2d_pinned_gbps, r->h2d_pageable_gbps, r->d2h_pinned_gbps,
-                      r->d2h_pageable_gbps};
-    return all[k];
+static const size_t series_offsets[4] = {
+    offsetof(vram_bandwidth_result, h2d_pinned_gbps),
+    offsetof(vram_bandwidth_result, h2d_pageable_gbps),
+    offsetof(vram_bandwidth_result, d2h_pinned_gbps),
+    offsetof(vram_bandwidth_result, d2h_pageable_gbps)};
+
+static const double *series(const vram_bandwidth_result *r, int k) {
+    return (const double *)((const char *)r + series_offsets[k]);
 }
 
-static char *to_json(const vram_bandwidth_result *saved) {
-    vram_bandwidth_result copy = *saved, *r = &copy;
+static double *series_mut(vram_bandwidth_result *r, int k) {
+    return (double *)((char *)r + series_offsets[k]);
+}
+
+/* cJSON prints 15 significant digits, which can lose the last bit; the
+ * shortest text that reads back exactly keeps measurements intact. */
+static cJSON *exact_number(double v) {
+    char text[32];
+    snprintf(text, sizeof text, "%.15g", v);
+    if (strtod(text, NULL) != v)
+        snprintf(text, sizeof text, "%.17g", v);
+    return cJSON_CreateRaw(text);
+}
+
+static bool add_item(cJSON *parent, const char *key, cJSON *item) {
+    if (item && (key ? cJSON_AddItemToObject(parent, key, item)
+                     : cJSON_AddItemToArray(parent, item)))
+        return true;
+    cJSON_Delete(item);
+    return false;
+}
+
+static char *to_json(const vram_bandwidth_result *r) {
     cJSON *o = cJSON_CreateObject();
     bool ok = o && cJSON_AddNumberToObject(o, "version", CACHE_VERSION) &&
               cJSON_AddNumberToObject(o, "backend", r->backend) &&
               cJSON_AddStringToObject(o, "gpu_name", r->gpu_name) &&
               cJSON_AddStringToObject(o, "gpu_uuid", r->gpu_uuid) &&
-              cJSON_AddNumberToObject(o, "transfer_bytes", (double)r->transfer_bytes) &&
+              add_item(o, "transfer_bytes", exact_number((double)r->transfer_bytes)) &&
               cJSON_AddNumberToObject(o, "max_streams", r->max_streams);
     for (int k = 0; ok && k < 4; k++) {
-        cJSON *a = cJSON_CreateDoubleArray(series(r, k), CACHE_STREAMS);
-        ok = a && cJSON_AddItemToObject(o, series_keys[k], a);
-        if (a && !ok)
-            cJSON_Delete(a);
+        cJSON *a = cJSON_CreateArray();
+        ok = add_item(o, series_keys[k], a);
+        for (int i = 0; ok && i < CACHE_STREAMS; i++)
+            ok = add_item(a, NULL, exact_number(series(r, k)[i]));
     }
     char *text = ok ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
@@ -110,6 +136,20 @@ int vram_bench_save(const vram_bandwidth_result *r) {
         memchr(r->gpu_uuid, '\0', sizeof r->gpu_uuid) == NULL)
         return vram_fail(VRAM_E_INVALID, "bandwidth result: gpu_name or gpu_uuid is not "
                                          "NUL-terminated");
+    if (r->max_streams < 1 || r->max_streams > CACHE_STREAMS)
+        return vram_fail(VRAM_E_RANGE, "bandwidth result: max_streams %d is outside 1..16",
+                         r->max_streams);
+    if (r->backend < 0 || r->backend > 16)
+        return vram_fail(VRAM_E_RANGE, "bandwidth result: backend %d is not a backend",
+                         r->backend);
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < CACHE_STREAMS; i++) {
+            double v = series(r, k)[i];
+            if (!isfinite(v) || v < 0)
+                return vram_fail(VRAM_E_RANGE, "bandwidth result: %s[%d] is %g, not a finite "
+                                               "number >= 0",
+                                 series_keys[k], i, v);
+        }
     char path[PATH_MAX];
     int st = cache_path(r->gpu_uuid, true, path, sizeof path);
     if (st)
@@ -184,7 +224,7 @@ static const char *from_json(const cJSON *o, const char *uuid, vram_bandwidth_re
         cJSON_ArrayForEach(x, a) {
             if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble < 0)
                 return "a bandwidth is not a finite number >= 0";
-            series(r, k)[i++] = x->valuedouble;
+            series_mut(r, k)[i++] = x->valuedouble;
         }
     }
     r->backend = (int)backend;
