@@ -277,6 +277,7 @@ static double simulate(planner *p, int slots, double share, double *copy_start,
 /* The best plan found for one candidate count. */
 typedef struct choice {
     bool found;
+    bool short_of_dram; /* when not found: the VRAM held, the DRAM tiers did not */
     int arrangement, slots;
     double time;
 } choice;
@@ -294,8 +295,12 @@ static choice best_arrangement(planner *p, int count_main, int count_vace, bool 
         if (use_threshold && !within_threshold(p, &f))
             continue;
         int min_slots = f.count ? 1 : 0;
-        if (peak(p, &f, min_slots) > p->budget || assign_tiers(p))
+        if (peak(p, &f, min_slots) > p->budget)
             continue;
+        if (assign_tiers(p)) {
+            best.short_of_dram = true;
+            continue;
+        }
         int max_slots = !p->async ? min_slots
                         : f.count < VRAM_PLAN_MAX_SLOTS ? f.count
                                                         : VRAM_PLAN_MAX_SLOTS;
@@ -483,18 +488,23 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
 /* vram_plan_create                                                    */
 /* ------------------------------------------------------------------ */
 
-/* Smallest main-group count (and its choice) that fits; -1 when none. */
+/* Smallest main-group count that fits, with its choice; or the error for
+ * the first count the VRAM holds (streaming more only needs more DRAM) or,
+ * when even all streamed does not fit, for that. */
 static int search_count(planner *p, int vace_count, bool use_threshold, double share,
-                        choice *out) {
+                        choice *out, int *count) {
     int hi = p->joint ? p->n : p->n_main;
     for (int c = 0; c <= hi; c++) {
         choice ch = best_arrangement(p, c, vace_count, use_threshold, share);
         if (ch.found) {
             *out = ch;
-            return c;
+            *count = c;
+            return VRAM_OK;
         }
+        if (ch.short_of_dram)
+            return explain_no_fit(p, c, vace_count, false);
     }
-    return -1;
+    return explain_no_fit(p, hi, vace_count, false);
 }
 
 static double pick_share(planner *p, const choice *ch) {
@@ -589,8 +599,8 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
     const vram_plan_options *o = p->o;
     bool manual = !o->auto_hardware_tuning;
     int n_vace = p->n - p->n_main;
-    choice ch;
-    int count_main, count_vace = manual ? o->vace_blocks_to_swap : 0;
+    choice ch = {.found = false};
+    int count_main = 0, count_vace = manual ? o->vace_blocks_to_swap : 0;
     double share = manual ? o->bandwidth_target : 1.0;
     if (manual && o->blocks_to_swap > p->n_main)
         return vram_fail(VRAM_E_RANGE, "blocks_to_swap is %d, allowed 0-%d for this model",
@@ -604,9 +614,9 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
         if (!ch.found)
             return explain_no_fit(p, count_main, count_vace, true);
     } else {
-        count_main = search_count(p, count_vace, true, share, &ch);
-        if (count_main < 0)
-            return explain_no_fit(p, p->joint ? p->n : p->n_main, n_vace, false);
+        int st = search_count(p, count_vace, true, share, &ch, &count_main);
+        if (st)
+            return st;
     }
     arrange(p, ch.arrangement, count_main, count_vace);
     assign_tiers(p);
