@@ -342,8 +342,6 @@ class BlockSwap:
 
     def _make_pre(self, blk: BlockPacking) -> Callable[..., None]:
         def pre(_module: nn.Module, _args: Any) -> None:
-            if self._timer is not None:
-                self._timer.start(blk.index)
             if self.active and blk.index in self._streamed:
                 assert self.engine is not None
                 addr = self.engine.acquire(blk.index, self._stream())
@@ -357,16 +355,18 @@ class BlockSwap:
                     self._slot_views[(blk.index, addr)] = views
                 for s, v in zip(blk.slots, views):
                     s.set(v)
+            if self._timer is not None:  # compute only, after the copy wait
+                self._timer.start(blk.index)
         return pre
 
     def _make_post(self, blk: BlockPacking) -> Callable[..., None]:
         def post(_module: nn.Module, _args: Any, _out: Any) -> None:
+            if self._timer is not None:
+                self._timer.stop(blk.index)
             if self.active and blk.index in self._streamed:
                 assert self.engine is not None
                 self.engine.release(blk.index, self._stream())
                 self._point_at(blk, self._host_base[blk.index])
-            if self._timer is not None:
-                self._timer.stop(blk.index)
         return post
 
     def _forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,155 @@
+"""Phases: the text encoder, the transformer(s) and the VAE take turns on the
+GPU (encode, denoise, decode) when libvram says they don't fit together.
+
+    phases = Phases({"text_encoder": pipe.text_encoder, "transformer": pipe.transformer,
+                     "vae": pipe.vae}, width=832, height=480, frames=81)
+    phases.install(pipe)     # hooks around encode_prompt / transformer / vae.decode
+    ...                      # or: with phases.phase("vae"): pipe.vae.decode(...)
+    phases.remove()
+
+The decision is libvram's: each component is one block of a layout (a
+block-swapped transformer counts with its planned GPU footprint: resident
+blocks + rest + slots), planned against the GPU with auto tuning; when the
+plan streams nothing they stay together on the GPU, otherwise each phase
+moves its component in and the others out. Components under block swapping
+are never moved: their engine places them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from .modelinfo import module_bytes
+from .planning import planning_hardware
+from .vram import DoesNotFit, Layout, Plan
+
+logger = logging.getLogger("genesis.phases")
+LogFn = Callable[[str], None]
+_SWAP_ATTR = "_genesis_block_swap"
+
+# The phase each component belongs to (several transformers share one).
+PHASE_OF = {"text_encoder": "encode", "image_encoder": "encode", "transformer": "denoise",
+            "transformer_2": "denoise", "vae": "decode"}
+
+
+def _footprint(module: nn.Module) -> int:
+    """GPU bytes the component needs while it runs."""
+    swap = getattr(module, _SWAP_ATTR, None)
+    plan = getattr(swap, "plan", None)
+    if plan is not None and getattr(swap, "active", False):
+        s = plan.summary()
+        return int(s["resident_bytes"] + s["rest_bytes"] + s["slot_bytes"])
+    return module_bytes(module)
+
+
+class Phases:
+    def __init__(self, components: dict[str, nn.Module | None], *,
+                 device: str | torch.device | None = None, vram_threshold_percent: float = 90.0,
+                 gpu: str | None = None, vram_mb: float | None = None,
+                 log: LogFn | None = None, **plan_options: Any) -> None:
+        self.components = {k: m for k, m in components.items() if m is not None}
+        if not self.components:
+            raise ValueError("components: give at least one module (text_encoder, transformer, vae)")
+        self.device = torch.device(device) if device is not None else torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        self.log = log
+        self.current: str | None = None
+        self.history: list[str] = []
+        self.moves: list[tuple[str, str]] = []
+        self._hooks: list[Any] = []
+        self._wrapped: list[tuple[Any, str]] = []
+        names = list(self.components)
+        self.sizes = {n: _footprint(self.components[n]) for n in names}
+        hw, index, _ = planning_hardware(gpu, vram_mb, self.device.index or 0)
+        layout = Layout.from_blocks([max(1, self.sizes[n]) for n in names], 0, 0)
+        try:
+            self.plan: Plan | None = Plan.create(
+                layout, hw, gpu_index=index, vram_threshold_percent=vram_threshold_percent,
+                auto_hardware_tuning=True, **plan_options)
+            self.together = self.plan.summary()["streamed_count"] == 0
+        except DoesNotFit as e:
+            self.plan, self.together = None, False
+            logger.info("components planned apart: %s", e)
+        if self.log:
+            mb = ", ".join(f"{n} {self.sizes[n] / 2**20:.1f}MB" for n in names)
+            self.log(f"[VRAM] 组件: {mb} -> " + ("同时驻留 GPU" if self.together
+                                                 else "分阶段轮流使用 GPU"))
+
+    def _managed(self, module: nn.Module) -> bool:
+        return getattr(module, _SWAP_ATTR, None) is not None
+
+    def _move(self, name: str, device: torch.device | str) -> None:
+        module = self.components[name]
+        if self._managed(module):
+            return
+        module.to(device)
+        self.moves.append((name, str(device)))
+
+    def enter(self, phase: str) -> None:
+        """Makes `phase` ('encode', 'denoise', 'decode') the one on the GPU."""
+        if phase == self.current:
+            return
+        first = self.current is None
+        self.current = phase
+        self.history.append(phase)
+        if self.together:
+            if first:
+                for n in self.components:
+                    self._move(n, self.device)
+            return
+        for n in self.components:
+            if PHASE_OF.get(n, n) != phase:
+                self._move(n, "cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        for n in self.components:
+            if PHASE_OF.get(n, n) == phase:
+                self._move(n, self.device)
+
+    @contextlib.contextmanager
+    def phase(self, phase: str) -> Iterator[None]:
+        self.enter(phase)
+        yield
+
+    def _wrap(self, owner: Any, attr: str, phase: str) -> None:
+        fn = getattr(owner, attr, None)
+        if fn is None:
+            return
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.enter(phase)
+            return fn(*args, **kwargs)
+
+        setattr(owner, attr, wrapper)
+        self._wrapped.append((owner, attr))
+
+    def install(self, pipe: Any) -> Phases:
+        """Hooks a diffusers-style pipeline: encode_prompt / encode_image ->
+        'encode', the transformer(s) -> 'denoise', vae.decode/encode -> 'decode'."""
+        self._wrap(pipe, "encode_prompt", "encode")
+        self._wrap(pipe, "encode_image", "encode")
+        for name in ("transformer", "transformer_2"):
+            m = getattr(pipe, name, None)
+            if isinstance(m, nn.Module):
+                self._hooks.append(m.register_forward_pre_hook(
+                    lambda _m, _a: self.enter("denoise")))
+        vae = getattr(pipe, "vae", None)
+        if vae is not None:
+            self._wrap(vae, "decode", "decode")
+            self._wrap(vae, "encode", "decode")
+        return self
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        for owner, attr in self._wrapped:
+            if attr in getattr(owner, "__dict__", {}):
+                delattr(owner, attr)
+        self._hooks, self._wrapped = [], []
