@@ -36,8 +36,6 @@
 #define TIMELINE_CAP 65536u
 #define MAX_SLOTS 64
 #define MAX_STREAMS 16
-/* Paced copies move in pieces of this size with a delay after each. */
-#define PACE_CHUNK (8u << 20)
 
 typedef struct tensor_ref {
     int file;
@@ -433,6 +431,15 @@ static int pick_slot(const vram_engine *eng, bool steal) {
     return best;
 }
 
+/* Paced copies move in about 16 pieces (1..64 MiB) with a delay after
+ * each: fine enough to spread the load, few enough that the per-piece cost
+ * of a host function on the stream stays small. */
+static uint64_t pace_chunk(uint64_t bytes) {
+    uint64_t c = vram_align_up(bytes / 16);
+    const uint64_t lo = 1u << 20, hi = 64u << 20;
+    return c < lo ? lo : c > hi ? hi : c;
+}
+
 /* Enqueues the copy of block b into slot r. Async: on the next copy stream
  * (round robin) behind freed[r] and the slot's previous copy; else on the
  * compute stream (the baseline: the copy blocks compute). */
@@ -469,7 +476,7 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
         st = o->host_func(eng->be, s, disk_read_fn, &eng->jobs[b * eng->nstaging + k]);
     }
     bool paced = eng->target > 0 && eng->target < 1 && eng->link_gbps > 0;
-    uint64_t chunk = paced ? PACE_CHUNK : bl->bytes;
+    uint64_t chunk = paced ? pace_chunk(bl->bytes) : bl->bytes;
     /* Idle after each piece so the link is busy `target` of the time. */
     double gap = paced ? (double)chunk / (eng->link_gbps * 1e6) * (1 / eng->target - 1) : 0;
     for (uint64_t off = 0; st == VRAM_OK && off < bl->bytes; off += chunk) {
