@@ -42,19 +42,20 @@ expect 0 '"gpus"' -- "$VRAM" probe --json
 expect 0 'H100' -- "$VRAM" gpus
 expect 0 'wan2.1-t2v-14b +40 blocks x +670.2 MiB' -- "$VRAM" models
 expect 0 '335.2 MiB' -- "$VRAM" models --dtype fp8_e4m3fn
-expect 0 '"block_params": ?351394304' -- "$VRAM" models --json
+expect 0 '"block_params":[[:space:]]*351394304' -- "$VRAM" models --json
 
-# plan: the seed's debug log, both languages, JSON, and the short form.
+# plan (DRAM simulated where the plan streams many blocks: this machine may
+# have little): the seed's debug log, both languages, JSON, and the short form.
 expect 0 '\[VRAM\] VRAM-DRAM 平衡分析' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu "RTX 4090" --debug
 expect 0 '✓ 智能 VRAM 管理已启用' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu "RTX 4090" --debug
 expect 0 '\[VRAM\] 自动配置' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug
-expect 0 '\[VRAM\] 手动配置' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug --blocks-to-swap 30 --streams 2 --bandwidth 0.5
+expect 0 '\[VRAM\] 手动配置' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug --blocks-to-swap 30 --streams 2 --bandwidth 0.5 --dram-total 65536
 expect 0 'Intelligent VRAM management enabled|VRAM management enabled' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug --lang en
 expect 0 '"predicted_peak_bytes"' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --json
 expect 0 'mode: auto' -- "$VRAM" plan --model wan2.1-t2v-1.3b --gpu H100
 expect 0 '0 streamed' -- "$VRAM" plan --model wan2.1-t2v-1.3b --gpu H100
-expect 0 'mode: manual' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35
-expect 0 '5 resident, 35 streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35
+expect 0 'mode: manual' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35 --dram-total 65536
+expect 0 '5 resident, 35 streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35 --dram-total 65536
 expect 0 'synchronous' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-cuda-opt
 expect 0 'pageable memory' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-dram-opt
 expect 0 'streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --vram-total 24564 --vram-used 1000
@@ -76,7 +77,7 @@ with open(sys.argv[1], "wb") as f:
 PY
 expect 0 'blocks: 3' -- "$VRAM" inspect "$tmp/tiny.safetensors"
 expect 0 'blocks.2.ffn.0.weight' -- "$VRAM" inspect "$tmp/tiny.safetensors" --tensors
-expect 0 '"tensor_count": ?7' -- "$VRAM" inspect "$tmp/tiny.safetensors" --json
+expect 0 '"tensor_count":[[:space:]]*7' -- "$VRAM" inspect "$tmp/tiny.safetensors" --json
 expect 0 'blocks:' -- "$VRAM" plan --model "$tmp/tiny.safetensors" --gpu 3060
 
 # Bad input: one clear line, non-zero exit.
