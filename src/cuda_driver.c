@@ -49,13 +49,17 @@ static char cuda_why_buf[256];
 static get_proc_v1_fn get_proc_v1;
 static get_proc_v2_fn get_proc_v2;
 
+/* CU_GET_PROC_ADDRESS_LEGACY_STREAM: a NULL stream means the legacy
+ * default stream, as cuda_driver.h promises and PyTorch uses. */
+#define GET_PROC_LEGACY_STREAM 1u
+
 static CUresult resolve(const char *name, int version, void **pfn) {
     *pfn = NULL;
     if (get_proc_v2) {
         int status = 0;
-        return get_proc_v2(name, pfn, version, 0, &status);
+        return get_proc_v2(name, pfn, version, GET_PROC_LEGACY_STREAM, &status);
     }
-    return get_proc_v1(name, pfn, version, 0);
+    return get_proc_v1(name, pfn, version, GET_PROC_LEGACY_STREAM);
 }
 
 static void cuda_load(void) {

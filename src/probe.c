@@ -54,10 +54,40 @@ static bool read_cgroup_value(const char *dir, const char *name, uint64_t *v) {
     return true;
 }
 
+/* The files of one cgroup version. Usage counts the page cache, which the
+ * kernel reclaims before it enforces the limit, so the inactive file pages
+ * from memory.stat are taken off (the working set, as kubelet computes it):
+ * after reading a 30 GB checkpoint the cache alone can reach the limit. */
+typedef struct cgroup_files {
+    const char *limit, *usage, *inactive_key;
+} cgroup_files;
+
+static const cgroup_files cgroup_v2 = {"memory.max", "memory.current", "inactive_file "};
+static const cgroup_files cgroup_v1 = {"memory.limit_in_bytes", "memory.usage_in_bytes",
+                                       "total_inactive_file "};
+
+static uint64_t working_set(const char *dir, const cgroup_files *files) {
+    uint64_t usage = 0;
+    if (!read_cgroup_value(dir, files->usage, &usage))
+        return 0;
+    char path[PATH_MAX + 64], text[16384];
+    snprintf(path, sizeof path, "%s/memory.stat", dir);
+    if (!read_text(path, text, sizeof text))
+        return usage;
+    /* The key at the start of a line ("inactive_file" also ends v1's
+     * "total_inactive_file"). */
+    for (const char *hit = text; (hit = strstr(hit, files->inactive_key)); hit++)
+        if (hit == text || hit[-1] == '\n') {
+            unsigned long long inactive = strtoull(hit + strlen(files->inactive_key), NULL, 10);
+            return inactive < usage ? usage - inactive : 0;
+        }
+    return usage;
+}
+
 /* Walks from base/rel up to base itself; keeps the level with the least
  * headroom (limit - usage), since every ancestor's limit applies too. */
-static bool cgroup_walk(const char *base, const char *rel, const char *limit_file,
-                        const char *usage_file, uint64_t *limit, uint64_t *usage) {
+static bool cgroup_walk(const char *base, const char *rel, const cgroup_files *files,
+                        uint64_t *limit, uint64_t *usage) {
     char dir[PATH_MAX];
     if (snprintf(dir, sizeof dir, "%s%s", base, rel) >= (int)sizeof dir)
         return false;
@@ -65,9 +95,9 @@ static bool cgroup_walk(const char *base, const char *rel, const char *limit_fil
     bool found = false;
     uint64_t best_room = UINT64_MAX;
     for (;;) {
-        uint64_t l, u = 0;
-        if (read_cgroup_value(dir, limit_file, &l)) {
-            read_cgroup_value(dir, usage_file, &u);
+        uint64_t l;
+        if (read_cgroup_value(dir, files->limit, &l)) {
+            uint64_t u = working_set(dir, files);
             uint64_t room = u < l ? l - u : 0;
             if (room < best_room) {
                 best_room = room;
@@ -115,15 +145,14 @@ static void probe_cgroup(const char *proc_root, const char *cg_root, vram_dram_i
     uint64_t limit = 0, usage = 0;
     bool found = false;
     if (have_v2) {
-        found = cgroup_walk(cg_root, v2_rel, "memory.max", "memory.current", &limit, &usage);
+        found = cgroup_walk(cg_root, v2_rel, &cgroup_v2, &limit, &usage);
         snprintf(base, sizeof base, "%s/unified", cg_root);
         if (!found)
-            found = cgroup_walk(base, v2_rel, "memory.max", "memory.current", &limit, &usage);
+            found = cgroup_walk(base, v2_rel, &cgroup_v2, &limit, &usage);
     }
     if (!found && have_v1) {
         snprintf(base, sizeof base, "%s/memory", cg_root);
-        found = cgroup_walk(base, v1_rel, "memory.limit_in_bytes", "memory.usage_in_bytes",
-                            &limit, &usage);
+        found = cgroup_walk(base, v1_rel, &cgroup_v1, &limit, &usage);
     }
     if (!found)
         return;

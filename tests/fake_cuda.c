@@ -9,8 +9,8 @@
  *                      1000 MiB in use
  *   FAKE_NVML_INIT     nvmlInit_v2's result (default 0)
  * Built with FAKE_CUDA_NO_V2 it exports only the CUDA 11.3 cuGetProcAddress.
- * fake_cuda_probe() reports the last ABI version asked for and which
- * cuGetProcAddress form was used. */
+ * fake_cuda_probe() reports the last ABI version and flags asked for and
+ * which cuGetProcAddress form was used. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +27,12 @@ static int env_int(const char *name, int fallback) {
     return v && *v ? atoi(v) : fallback;
 }
 
-static int last_version, used_v2;
+static int last_version, used_v2, last_flags;
 
-EXPORT void fake_cuda_probe(int *version, int *v2) {
+EXPORT void fake_cuda_probe(int *version, int *v2, int *flags) {
     *version = last_version;
     *v2 = used_v2;
+    *flags = last_flags;
 }
 
 EXPORT CUresult cuInit(unsigned flags) { return flags ? 1 : env_int("FAKE_CUDA_INIT", 0); }
@@ -135,8 +136,9 @@ static const char *const others[] = {
     "cuLaunchKernel",
 };
 
-static CUresult lookup(const char *symbol, void **pfn, int version) {
+static CUresult lookup(const char *symbol, void **pfn, int version, uint64_t flags) {
     last_version = version;
+    last_flags = (int)flags;
     for (size_t i = 0; i < sizeof procs / sizeof procs[0]; i++)
         if (strcmp(symbol, procs[i].name) == 0) {
             *pfn = procs[i].fn;
@@ -152,17 +154,15 @@ static CUresult lookup(const char *symbol, void **pfn, int version) {
 }
 
 EXPORT CUresult cuGetProcAddress(const char *symbol, void **pfn, int version, uint64_t flags) {
-    (void)flags;
     used_v2 = 0;
-    return lookup(symbol, pfn, version);
+    return lookup(symbol, pfn, version, flags);
 }
 
 #ifndef FAKE_CUDA_NO_V2
 EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int version, uint64_t flags,
                                     int *status) {
-    (void)flags;
     used_v2 = 1;
-    CUresult r = lookup(symbol, pfn, version);
+    CUresult r = lookup(symbol, pfn, version, flags);
     *status = r == 0 ? 0 : 1;
     return r;
 }

@@ -96,15 +96,17 @@ static void child_init_fails(void) {
 }
 
 static void fake_asked(int *version, int *v2) {
+    int flags = -1;
     void *lib = dlopen(getenv("VRAM_CUDA_LIBRARY"), RTLD_NOW | RTLD_NOLOAD);
     void *sym = lib ? dlsym(lib, "fake_cuda_probe") : NULL;
     CHECK(sym != NULL);
     *version = *v2 = -1;
     if (sym) {
-        void (*probe)(int *, int *);
+        void (*probe)(int *, int *, int *);
         memcpy(&probe, &sym, sizeof sym);
-        probe(version, v2);
+        probe(version, v2, &flags);
     }
+    CHECK_INT(flags, 1); /* CU_GET_PROC_ADDRESS_LEGACY_STREAM */
     if (lib)
         dlclose(lib);
 }
@@ -375,6 +377,13 @@ static void dram_files(void) {
     CHECK_INT(d.swap_total_bytes, 2 * GIB);
     CHECK_INT(d.swap_free_bytes, 1 * GIB);
 
+    /* Reclaimable page cache does not count against the limit. */
+    write_file("v2/cg/user/job/memory.stat",
+               "anon 4294967296\nfile 2147483648\nactive_file 0\ninactive_file 2147483648\n");
+    d = dram_at("v2/proc", "v2/cg");
+    CHECK_INT(d.cgroup_usage_bytes, 4 * GIB);
+    CHECK_INT(d.available_bytes, 4 * GIB);
+
     /* A parent with less headroom wins. */
     write_file("v2/cg/user/memory.max", "7516192768\n"); /* 7 GiB */
     write_file("v2/cg/user/memory.current", "6979321856\n"); /* 6.5 GiB */
@@ -404,6 +413,14 @@ static void dram_files(void) {
     CHECK_INT(d.cgroup_limit_bytes, 4 * GIB);
     CHECK_INT(d.cgroup_usage_bytes, 1 * GIB);
     CHECK_INT(d.available_bytes, 3 * GIB);
+
+    /* v1 counts the hierarchy's cache as total_inactive_file. */
+    write_file("v1/cg/memory/docker/abc/memory.stat",
+               "cache 1\ninactive_file 1\ntotal_cache 536870912\n"
+               "total_inactive_file 536870912\n");
+    d = dram_at("v1/proc", "v1/cg");
+    CHECK_INT(d.cgroup_usage_bytes, GIB / 2);
+    CHECK_INT(d.available_bytes, 3 * GIB + GIB / 2);
 
     /* v1 "unlimited" is a huge number: no limit applies. */
     write_file("v1/cg/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
