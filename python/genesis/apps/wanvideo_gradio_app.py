@@ -32,7 +32,8 @@ PRESETS: tuple[str, ...] = (
     "Speed Optimized",
     "Default",
 )
-COMPILE_BACKENDS: tuple[str, ...] = ("inductor", "cudagraphs", "aot_eager", "eager")
+# No "cudagraphs": CUDA graphs record weight addresses, which block swapping moves.
+COMPILE_BACKENDS: tuple[str, ...] = ("inductor", "aot_eager", "eager")
 PRESET_OUTPUTS: tuple[str, ...] = (
     "steps",
     "cfg",

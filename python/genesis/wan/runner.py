@@ -111,23 +111,25 @@ class WanGenerator:
 
         size_mb, num_layers = transformer_size(pipe.transformer)
         passes = 2 if req.cfg > 1.0 else 1
+        video = {"width": req.width, "height": req.height, "frames": req.frames, "passes_per_step": passes}
         setup = build_block_swap_args(
             req.vram,
             req.block_swap_enabled,
             model_size_mb=size_mb,
             num_layers=num_layers,
             log=emit,
-            plan_context={"width": req.width, "height": req.height, "frames": req.frames, "passes_per_step": passes},
+            plan_context=video,
         )
         on_gpu = self.device.startswith("cuda")
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
-        session = swap.place(loaded, setup.args, self.device, log=emit, debug=req.vram.vram_debug_mode)
+        session = swap.place(loaded, setup.args, self.device, log=emit, debug=req.vram.vram_debug_mode, video=video)
         try:
             if req.compile_enabled:
+                from genesis.blockswap import compile_blocks
+
                 for t in loaded.transformers:
-                    for block in t.blocks:
-                        block.compile(backend=req.compile_backend)
+                    compile_blocks(t, backend=req.compile_backend)
             seed = req.seed if req.seed >= 0 else random.randrange(2**31)
             step_times: list[float] = []
             last = [time.perf_counter()]

@@ -1,5 +1,6 @@
-"""Placing a loaded pipeline on the device, with the transformer's blocks
-streamed by genesis.blockswap (libvram) when block swapping is on."""
+"""Placing a loaded pipeline on the device for one run: the transformer(s)
+through genesis.blockswap (libvram plans and streams the blocks) when block
+swapping is on, else the whole pipeline on the device."""
 
 from __future__ import annotations
 
@@ -8,19 +9,42 @@ from typing import Any
 from .loading import LoadedModel
 from .vram_setup import LogFn
 
+# Pipeline parts that are not denoising transformers.
+_OTHER_PARTS = ("text_encoder", "image_encoder", "vae")
+
 
 class Placement:
-    """The model on its device for one run; report() gives the engine's
-    numbers, close() undoes the block swapping."""
+    """The model on its device for one run. report() gives the plan and the
+    engine's numbers, close() undoes the block swapping."""
 
-    def __init__(self, loaded: LoadedModel, handles: list[Any], passes: int = 2) -> None:
-        self.loaded = loaded
+    def __init__(self, handles: list[Any], passes_per_step: int) -> None:
         self.handles = handles
+        self.passes_per_step = passes_per_step
 
     def report(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(metadata fields, engine timeline of the first transformer)."""
         if not self.handles:
             return {"plan": None, "predicted_step_ms": None, "bytes_streamed": 0, "overlap_ratio": None}, []
-        raise NotImplementedError
+        reports = [h.report() for h in self.handles]
+        stats = [h.stats() for h in self.handles]
+        first = reports[0]
+        info: dict[str, Any] = {
+            "plan": first["plan"],
+            "streamed_blocks": stats[0]["streamed_blocks"],
+            # Wan2.2 A14B: the two experts take turns, one per step.
+            "predicted_step_ms": round(first["predicted_step_ms"], 3),
+            "predicted_forward_ms": round(first["predicted_forward_ms"], 3),
+            "measured_block_ms": round(first["measured_block_ms"], 4),
+            "bytes_streamed": sum(r["bytes_streamed"] for r in reports),
+            "overlap_ratio": first["overlap_ratio"],
+            "engine": stats[0]["engine"],
+            "swap_active": all(s["active"] for s in stats),
+            "swap_fallback": "; ".join(s["fallback_reason"] for s in stats if s["fallback_reason"]) or None,
+            "replans": stats[0]["replans"],
+        }
+        if len(self.handles) > 1:
+            info["expert_2"] = {k: reports[1][k] for k in ("bytes_streamed", "overlap_ratio", "streamed_count")}
+        return info, stats[0]["timeline"]
 
     def close(self) -> None:
         for h in self.handles:
@@ -28,12 +52,36 @@ class Placement:
         self.handles = []
 
 
-def place(loaded: LoadedModel, args: dict[str, Any] | None, device: str, log: LogFn, debug: bool = False) -> Placement:
-    pipe = loaded.pipe
-    if args is None:
-        pipe.to(device)
-        return Placement(loaded, [])
+def place(
+    loaded: LoadedModel,
+    args: dict[str, Any] | None,
+    device: str,
+    log: LogFn,
+    debug: bool = False,
+    video: dict[str, Any] | None = None,
+) -> Placement:
+    """Puts the pipeline on `device`; with block-swap args, the transformers'
+    blocks go to libvram instead (video: width/height/frames/passes_per_step
+    for the plan)."""
     from genesis.blockswap import apply_block_swap
 
-    handles = [apply_block_swap(t, mode="intelligent", **args) for t in loaded.transformers]
-    return Placement(loaded, handles)
+    pipe = loaded.pipe
+    passes = int((video or {}).get("passes_per_step", 2))
+    if args is None:
+        pipe.to(device)
+        return Placement([], passes)
+    for name in _OTHER_PARTS:
+        part = getattr(pipe, name, None)
+        if part is not None:
+            part.to(device)
+    handles: list[Any] = []
+    try:
+        for t in loaded.transformers:
+            handles.append(
+                apply_block_swap(t, mode="intelligent", device=device, vram_debug_mode=debug, log=log, **(video or {}), **args)
+            )
+    except Exception:
+        for h in handles:
+            h.remove()
+        raise
+    return Placement(handles, passes)

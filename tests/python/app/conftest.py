@@ -20,6 +20,21 @@ PYTHON_DIR = ROOT / "python"
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))
 
+
+def _ensure_libvram() -> None:
+    """genesis.vram loads python/genesis/_lib/libvram.so (pip install) or
+    $VRAM_LIBRARY; a plain checkout gets libvram built (incrementally) into
+    build-app/, its own folder so parallel builds elsewhere don't interfere."""
+    if os.environ.get("VRAM_LIBRARY") or (PYTHON_DIR / "genesis" / "_lib" / "libvram.so").exists():
+        return
+    build = ROOT / "build-app"
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-G", "Ninja"], check=True, capture_output=True)
+    subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "libvram.so"], check=True, capture_output=True)
+    os.environ["VRAM_LIBRARY"] = str(build / "libvram.so")
+
+
+_ensure_libvram()
+
 # Tiny generations: fast on 2 CPU cores.
 TINY = dict(width=64, height=64, frames=5, steps=2)
 
