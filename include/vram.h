@@ -447,7 +447,9 @@ typedef struct vram_block_plan {
     int tier;      /* vram_tier */
     int slot;      /* device slot for streamed blocks, -1 for resident */
     double copy_ms, compute_ms;
-    double predicted_copy_start_ms, predicted_compute_start_ms; /* one pass */
+    /* Steady state (the second of two simulated passes), ms from the pass's
+     * start; a negative copy start: prefetched during the previous pass. */
+    double predicted_copy_start_ms, predicted_compute_start_ms;
 } vram_block_plan;
 
 /* Plans `layout` on `hw` with `opts` (NULL = defaults). Returns
