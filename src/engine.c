@@ -297,7 +297,6 @@ static int tl_resolve(vram_engine *eng, tl_entry *t, bool wait) {
         if (o->event_elapsed(eng->be, eng->base, t->e_start, &s) != VRAM_OK ||
             o->event_elapsed(eng->be, eng->base, t->e_end, &e) != VRAM_OK ||
             (t->e_wait && o->event_elapsed(eng->be, t->e_wait, t->e_start, &w) != VRAM_OK)) {
-            vram_clear_error();
             t->dropped = true;
         } else {
             t->ev.start_ms = s;
@@ -323,7 +322,6 @@ static void tl_poll(vram_engine *eng, int budget) {
             break;
         eng->tl_unres++;
     }
-    vram_clear_error();
 }
 
 /* Resolves every closed entry, waiting for their events. */
@@ -345,10 +343,8 @@ static int tl_add(vram_engine *eng, int kind, int block, int slot, int stream, b
                   uint64_t *index) {
     tl_entry *t = tl_at(eng, eng->tl_next);
     if (eng->tl_next >= TIMELINE_CAP && !t->resolved) {
-        if (t->open || tl_resolve(eng, t, true) != 1) {
+        if (t->open || tl_resolve(eng, t, true) != 1)
             tl_release_events(eng, t);
-            vram_clear_error();
-        }
     }
     memset(t, 0, sizeof *t);
     t->ev.kind = kind;
@@ -565,14 +561,14 @@ void vram_engine_destroy(vram_engine *eng) {
         for (int i = 0; i < eng->npool; i++)
             be->ops->event_destroy(be, eng->pool[i]);
         be->ops->event_destroy(be, eng->base);
-        for (int b = 0; b < eng->nblocks; b++) {
+        for (int b = 0; eng->blocks && b < eng->nblocks; b++) {
             be->ops->dev_free(be, eng->blocks[b].dev, eng->blocks[b].bytes);
             vram_arena_free(&eng->arena, &eng->blocks[b].host);
         }
         for (int k = 0; k < eng->nstaging; k++)
             vram_arena_free(&eng->arena, &eng->staging[k]);
     }
-    for (int b = 0; b < eng->nblocks; b++)
+    for (int b = 0; eng->blocks && b < eng->nblocks; b++)
         free(eng->blocks[b].tensors);
     for (int f = 0; f < eng->nfiles; f++)
         if (eng->fds[f] >= 0)
@@ -1091,7 +1087,6 @@ static int release_locked(vram_engine *eng, int block, void *stream) {
     if (bl->tl >= tl_oldest(eng) && bl->tl < eng->tl_next) {
         tl_entry *t = tl_at(eng, bl->tl);
         if (t->open && o->event_record(eng->be, t->e_end, stream) != VRAM_OK) {
-            vram_clear_error();
             t->dropped = true;
         }
         t->open = false;

@@ -1,0 +1,224 @@
+/* test_engine_faults.c - the engine's failure paths on the host backend:
+ * each allocation, pin and copy made to fail in turn (a clear error,
+ * nothing leaked: run under ASan/LSan and valgrind), pin failures falling
+ * back to pageable memory with a warning, a device too small, and a CUDA
+ * backend asked for with no driver. */
+#define _GNU_SOURCE
+#include "backend.h"
+#include "check.h"
+#include "vram.h"
+
+typedef struct fixture {
+    vram_layout *layout;
+    vram_hw *hw;
+    vram_plan *plan;
+    int n;
+} fixture;
+
+/* 8 blocks of ~100 KiB, 6 streamed (tiers pinned), 2 resident. */
+static int fixture_make(fixture *f) {
+    uint64_t sizes[8];
+    for (int b = 0; b < 8; b++)
+        sizes[b] = 100000 + 333 * (uint64_t)b;
+    f->n = 8;
+    f->hw = NULL;
+    f->plan = NULL;
+    int st = vram_layout_from_blocks(sizes, 8, 1 << 20, 0, &f->layout);
+    if (st == VRAM_OK)
+        st = vram_hw_probe_dram_only(&f->hw);
+    if (st == VRAM_OK)
+        st = vram_hw_set_vram(f->hw, 0, 4096, 0);
+    if (st == VRAM_OK)
+        st = vram_hw_set_dram(f->hw, 4096, 4096);
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    o.auto_hardware_tuning = false;
+    o.blocks_to_swap = 6;
+    if (st == VRAM_OK)
+        st = vram_plan_create(f->layout, f->hw, &o, &f->plan);
+    return st;
+}
+
+static void fixture_free(fixture *f) {
+    vram_plan_free(f->plan);
+    vram_hw_free(f->hw);
+    vram_layout_free(f->layout);
+}
+
+static vram_engine_options opts(void) {
+    vram_engine_options eo;
+    vram_engine_options_init(&eo);
+    eo.backend = VRAM_BACKEND_HOST;
+    eo.slot_count = 2;
+    eo.copy_streams = 2;
+    return eo;
+}
+
+/* Writes, then two passes; returns the first failure. */
+static int run(vram_engine *eng, int n) {
+    uint8_t buf[4096];
+    for (int b = 0; b < n; b++) {
+        memset(buf, b + 1, sizeof buf);
+        int st = vram_engine_write(eng, b, 0, buf, sizeof buf);
+        if (st)
+            return st;
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int b = 0; b < n; b++) {
+            uint64_t addr;
+            int st = vram_engine_acquire(eng, b, NULL, &addr);
+            if (st)
+                return st;
+            uint8_t got[16];
+            if ((st = vram_engine_read_device(eng, addr, got, sizeof got)))
+                return st;
+            CHECK_INT(got[0], b + 1);
+            if ((st = vram_engine_release(eng, b, NULL)))
+                return st;
+        }
+    return vram_engine_synchronize(eng);
+}
+
+static int warnings;
+static char last_warning[1024];
+static void log_fn(int level, const char *msg, void *user) {
+    (void)user;
+    if (level == VRAM_LOG_WARN) {
+        warnings++;
+        snprintf(last_warning, sizeof last_warning, "%s", msg);
+    }
+}
+
+static void test_fail_alloc_each(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    int n;
+    for (n = 1; n < 100; n++) {
+        vram_engine_options eo = opts();
+        eo.fail_alloc_at = n;
+        vram_engine *eng = NULL;
+        int st = vram_engine_create(f.plan, f.layout, &eo, &eng);
+        if (st == VRAM_OK) {
+            CHECK_OK(run(eng, f.n));
+            vram_engine_destroy(eng);
+            break;
+        }
+        CHECK(eng == NULL);
+        CHECK(st == VRAM_E_NOMEM || st == VRAM_E_DEVICE_NOMEM);
+        CHECK(strstr(vram_last_error(), "injected") != NULL);
+    }
+    /* 6 host regions + 2 slots + 2 resident blocks. */
+    CHECK_INT(n, 11);
+    fixture_free(&f);
+}
+
+static uint64_t streamed_region_bytes(vram_engine *eng, int n) {
+    uint64_t t = 0;
+    for (int b = 0; b < n; b++)
+        if (vram_engine_host_ptr(eng, b))
+            t += vram_align_up(vram_engine_block_bytes(eng, b));
+    return t;
+}
+
+static void test_fail_pin_each(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    vram_set_log(log_fn, NULL, VRAM_LOG_WARN);
+    for (int n = 1; n <= 7; n++) {
+        warnings = 0;
+        vram_engine_options eo = opts();
+        eo.fail_pin_at = n;
+        vram_engine *eng = NULL;
+        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        if (!eng)
+            continue;
+        CHECK_OK(run(eng, f.n));
+        vram_engine_stats s = {.size = sizeof s};
+        CHECK_OK(vram_engine_get_stats(eng, &s));
+        if (n <= 6) { /* one of the six regions fell back to pageable */
+            CHECK_INT(warnings, 1);
+            CHECK(strstr(last_warning, "pageable") != NULL);
+            CHECK(s.pageable_bytes > 0 && s.pinned_bytes > 0);
+            CHECK_INT(s.pinned_bytes + s.pageable_bytes, streamed_region_bytes(eng, f.n));
+        } else {
+            CHECK_INT(warnings, 0);
+            CHECK_INT(s.pageable_bytes, 0);
+        }
+        vram_engine_destroy(eng);
+    }
+    vram_set_log(NULL, NULL, 0);
+    fixture_free(&f);
+}
+
+static void test_fail_copy_each(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    int n, failures = 0;
+    for (n = 1; n < 200; n++) {
+        vram_engine_options eo = opts();
+        eo.fail_copy_at = n;
+        vram_engine *eng = NULL;
+        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        if (!eng)
+            break;
+        int st = run(eng, f.n);
+        vram_engine_destroy(eng);
+        if (st == VRAM_OK)
+            break;
+        failures++;
+        CHECK_INT(st, VRAM_E_DRIVER);
+        CHECK(strstr(vram_last_error(), "injected copy failure") != NULL);
+    }
+    /* 2 resident writes, then each streamed copy of two passes. */
+    CHECK(failures >= 2 + 12);
+    CHECK(n < 200);
+    fixture_free(&f);
+}
+
+static void test_device_too_small(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    vram_engine_options eo = opts();
+    eo.host_device_bytes = 300000; /* 2 slots fit, the residents don't */
+    vram_engine *eng = NULL;
+    CHECK_INT(vram_engine_create(f.plan, f.layout, &eo, &eng), VRAM_E_DEVICE_NOMEM);
+    CHECK(eng == NULL);
+    CHECK(strstr(vram_last_error(), "MiB of device memory") != NULL);
+    CHECK(strstr(vram_last_error(), "2 slot(s)") != NULL);
+    fixture_free(&f);
+}
+
+static void test_no_cuda_driver(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    vram_engine_options eo = opts();
+    eo.backend = VRAM_BACKEND_CUDA;
+    vram_engine *eng = NULL;
+    CHECK_INT(vram_engine_create(f.plan, f.layout, &eo, &eng), VRAM_E_NO_DEVICE);
+    CHECK(eng == NULL);
+    CHECK(strstr(vram_last_error(), "CUDA backend unavailable") != NULL);
+    vram_bandwidth_result r = {.size = sizeof r};
+    CHECK_INT(vram_bench_bandwidth(VRAM_BACKEND_CUDA, 0, 1 << 20, 1, &r), VRAM_E_NO_DEVICE);
+    /* AUTO falls back to the host backend. */
+    eo.backend = VRAM_BACKEND_AUTO;
+    CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+    if (eng) {
+        CHECK_OK(run(eng, f.n));
+        vram_engine_stats s = {.size = sizeof s};
+        CHECK_OK(vram_engine_get_stats(eng, &s));
+        CHECK_INT(s.backend, VRAM_BACKEND_HOST);
+        vram_engine_destroy(eng);
+    }
+    fixture_free(&f);
+}
+
+int main(void) {
+    /* A driver that is not there, before anything loads one. */
+    setenv("VRAM_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", 1);
+    test_fail_alloc_each();
+    test_fail_pin_each();
+    test_fail_copy_each();
+    test_device_too_small();
+    test_no_cuda_driver();
+    CHECK_DONE();
+}
