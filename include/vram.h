@@ -301,7 +301,7 @@ typedef struct vram_block_info {
 typedef struct vram_layout_info {
     uint32_t size;
     char name[VRAM_NAME_MAX]; /* catalog name or file stem */
-    char naming[32];          /* "wan", "comfyui", "diffusers", "synthetic" */
+    char naming[32];          /* "wan", "comfyui", "diffusers", "t5", "synthetic" */
     int block_count;          /* all groups */
     int group_block_count[VRAM_GROUP_COUNT];
     int tensor_count;
