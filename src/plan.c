@@ -19,8 +19,10 @@
  * simulating the pipeline (plan_sim.c), keeps the fastest arrangement and
  * the smallest slot count within 1% of the best, then lowers the bandwidth
  * share while the predicted time stays within 1%. Manual mode takes the
- * block counts, copy streams and bandwidth share as given and still refuses
- * a plan over the budget. Everything is a pure function of its inputs. */
+ * block counts, copy streams and bandwidth share as given (an explicit
+ * count is honoured even above the threshold: the user asked for it) and
+ * still refuses a plan over the budget; blocks_to_swap = 0 is the automatic
+ * count. Everything is a pure function of its inputs. */
 #include "plan_internal.h"
 
 #include <math.h>

@@ -136,6 +136,9 @@ static void test_json(void) {
     CHECK_NEAR(cJSON_GetObjectItem(sum, "predicted_peak_bytes")->valuedouble,
                (double)s.predicted_peak_bytes, 0);
     CHECK(cJSON_IsString(cJSON_GetObjectItem(sum, "arrangement")));
+    /* passes_per_step: the step is two forwards with guidance */
+    CHECK_NEAR(cJSON_GetObjectItem(sum, "predicted_step_ms")->valuedouble,
+               2 * s.predicted_forward_ms, 1e-6);
     cJSON *opts = cJSON_GetObjectItem(root, "options");
     CHECK_INT(cJSON_GetObjectItem(opts, "width")->valueint, 832);
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(opts, "auto_hardware_tuning")));
@@ -159,6 +162,22 @@ static void test_json(void) {
     vram_plan_free(p);
 }
 
+static void test_passes(void) {
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    o.passes_per_step = 1;
+    vram_plan *p = make_plan("wan2.1-t2v-1.3b", &o);
+    vram_plan_summary s = {.size = sizeof s};
+    CHECK_OK(vram_plan_get_summary(p, &s));
+    char *t = explain(p, VRAM_EXPLAIN_EN);
+    char want[128];
+    snprintf(want, sizeof want, "  Predicted per step: %.1fms (1 forward(s))\n",
+             s.predicted_forward_ms);
+    CHECK(strstr(t, want) != NULL);
+    vram_free(t);
+    vram_plan_free(p);
+}
+
 static void test_errors(void) {
     vram_plan *p = make_plan("wan2.1-t2v-1.3b", NULL);
     char *t = (char *)"x";
@@ -173,6 +192,7 @@ int main(void) {
     test_zh_auto();
     test_zh_manual_and_en();
     test_json();
+    test_passes();
     test_errors();
     CHECK_DONE();
 }
