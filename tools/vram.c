@@ -29,6 +29,17 @@ static void put_owned(char *text) {
     vram_free(text);
 }
 
+/* Prints a JSON document and frees it. */
+static int print_json(cJSON *doc, const char *what) {
+    char *text = doc ? cJSON_Print(doc) : NULL;
+    cJSON_Delete(doc);
+    if (!text)
+        return report(VRAM_E_NOMEM, what);
+    puts(text);
+    free(text);
+    return 0;
+}
+
 /* Probed hardware with the simulations the options ask for. */
 static int build_hw(const cli_args *a, vram_hw **out) {
     bool simulated = a->gpu || a->have_vram_total;
@@ -86,6 +97,22 @@ static void add_known_number(cJSON *o, bool known, const char *name, double v) {
         cJSON_AddNullToObject(o, name);
 }
 
+/* Text form of a probe object: one "key value" line per field. */
+static void print_fields(const cJSON *obj) {
+    for (const cJSON *f = obj->child; f; f = f->next) {
+        if (strcmp(f->string, "index") == 0)
+            continue;
+        if (cJSON_IsNull(f))
+            printf("  %-20s unknown\n", f->string);
+        else if (cJSON_IsString(f))
+            printf("  %-20s %s\n", f->string, f->valuestring);
+        else if (cJSON_IsBool(f))
+            printf("  %-20s %s\n", f->string, cJSON_IsTrue(f) ? "yes" : "no");
+        else
+            printf("  %-20s %.6g\n", f->string, f->valuedouble);
+    }
+}
+
 static int cmd_probe(const cli_args *a) {
     vram_hw *hw;
     int st = build_hw(a, &hw);
@@ -138,42 +165,18 @@ static int cmd_probe(const cli_args *a) {
         cJSON_AddBoolToObject(dram, "simulated", d.simulated);
     }
     vram_hw_free(hw);
-    char *text = a->json ? cJSON_Print(root) : NULL;
-    if (!a->json) {
-        /* Text form: one "key: value" line per known field. */
-        cJSON *g;
-        cJSON_ArrayForEach(g, gpus) {
-            printf("GPU %d\n", cJSON_GetObjectItem(g, "index")->valueint);
-            for (cJSON *f = g->child; f; f = f->next) {
-                if (cJSON_IsNull(f) || strcmp(f->string, "index") == 0)
-                    continue;
-                if (cJSON_IsString(f))
-                    printf("  %-20s %s\n", f->string, f->valuestring);
-                else if (cJSON_IsBool(f))
-                    printf("  %-20s %s\n", f->string, cJSON_IsTrue(f) ? "yes" : "no");
-                else
-                    printf("  %-20s %.6g\n", f->string, f->valuedouble);
-            }
-        }
-        if (!cJSON_GetArraySize(gpus))
-            printf("GPU: none found (no CUDA driver or no device)\n");
-        printf("DRAM\n");
-        for (cJSON *f = dram->child; f; f = f->next) {
-            if (cJSON_IsNull(f))
-                printf("  %-20s unknown\n", f->string);
-            else if (cJSON_IsString(f))
-                printf("  %-20s %s\n", f->string, f->valuestring);
-            else if (cJSON_IsBool(f))
-                printf("  %-20s %s\n", f->string, cJSON_IsTrue(f) ? "yes" : "no");
-            else
-                printf("  %-20s %.1f\n", f->string, f->valuedouble);
-        }
+    if (a->json)
+        return print_json(root, "probe");
+    cJSON *g;
+    cJSON_ArrayForEach(g, gpus) {
+        printf("GPU %d\n", cJSON_GetObjectItem(g, "index")->valueint);
+        print_fields(g);
     }
+    if (!cJSON_GetArraySize(gpus))
+        printf("GPU: none found (no CUDA driver or no device)\n");
+    printf("DRAM\n");
+    print_fields(dram);
     cJSON_Delete(root);
-    if (text) {
-        puts(text);
-        free(text);
-    }
     return 0;
 }
 
@@ -204,15 +207,7 @@ static int cmd_gpus(const cli_args *a) {
                    p.sm_count, p.pcie_gen, p.pcie_width, p.bf16_tflops, p.h2d_pinned_gbps);
         }
     }
-    if (arr) {
-        char *text = cJSON_Print(arr);
-        cJSON_Delete(arr);
-        if (!text)
-            return report(VRAM_E_NOMEM, "gpus");
-        puts(text);
-        free(text);
-    }
-    return 0;
+    return arr ? print_json(arr, "gpus") : 0;
 }
 
 static void print_layout_text(const vram_layout *l) {
@@ -274,15 +269,7 @@ static int cmd_models(const cli_args *a) {
         }
         vram_layout_free(l);
     }
-    if (arr) {
-        char *text = cJSON_Print(arr);
-        cJSON_Delete(arr);
-        if (!text)
-            return report(VRAM_E_NOMEM, "models");
-        puts(text);
-        free(text);
-    }
-    return 0;
+    return arr ? print_json(arr, "models") : 0;
 }
 
 static int cmd_inspect(const cli_args *a) {
@@ -392,12 +379,8 @@ static int cmd_bench(const cli_args *a) {
                               cJSON_CreateDoubleArray(r.d2h_pinned_gbps, r.max_streams));
         cJSON_AddItemToObject(o, "d2h_pageable_gbps",
                               cJSON_CreateDoubleArray(r.d2h_pageable_gbps, r.max_streams));
-        char *text = cJSON_Print(o);
-        cJSON_Delete(o);
-        if (text) {
-            puts(text);
-            free(text);
-        }
+        if ((st = print_json(o, "bench")))
+            return st;
     } else {
         printf("backend: %s  device: %s  transfer: %.0f MiB\n",
                r.backend == VRAM_BACKEND_CUDA ? "cuda" : "host",
