@@ -34,8 +34,8 @@ from torch import nn
 
 from . import _views
 from .modelinfo import BlockPacking, ModelPacking, pack_model
-from .planning import SwapOptions, planning_hardware
-from .vram import Engine, Hardware, Layout, Plan, VramError
+from .planning import SwapOptions, layout_for_model, planning_hardware
+from .vram import Engine, Hardware, Plan, VramError
 
 logger = logging.getLogger("genesis.blockswap")
 LogFn = Callable[[str], None]
@@ -143,8 +143,7 @@ class BlockSwap:
         else:
             self.hw, self.gpu_index, self.host_mode = planning_hardware(
                 gpu, vram_mb, self.device.index or 0)
-        self.layout = Layout.from_blocks(self.packing.block_bytes, self._rest_bytes(),
-                                         self.packing.dim)
+        self.layout = layout_for_model(self.packing)
         self.plan_kwargs = options.plan_kwargs(self.gpu_index)
         self.plan = Plan.create(self.layout, self.hw, **self.plan_kwargs)
 
@@ -171,16 +170,6 @@ class BlockSwap:
         roles = [r for r, on in (("text", self.options.offload_txt_emb),
                                  ("image", self.options.offload_img_emb)) if on]
         return [self.packing.embedders[r] for r in roles if r in self.packing.embedders]
-
-    def _rest_bytes(self) -> int:
-        """Non-block bytes that stay on the GPU. Offloaded embedders are not
-        counted: from_blocks layouts carry no embedder roles (C API gap)."""
-        rest = self.packing.rest_bytes
-        from .modelinfo import module_bytes
-
-        for m in self._offloaded_embedders():
-            rest -= module_bytes(m)
-        return max(0, rest)
 
     def _replan(self, **changes: Any) -> Plan:
         self.plan_kwargs.update(changes)

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -138,6 +140,7 @@ def model_dim(model: nn.Module) -> int:
 class TensorSlot:
     """One parameter or buffer of a block and its place in the packing."""
 
+    name: str  # inside the block ("attn1.to_q.weight")
     owners: list[tuple[nn.Module, str]]  # (module, name) holding it (tied: several)
     is_param: bool
     offset: int
@@ -182,7 +185,8 @@ def pack_block(index: int, module: nn.Module, vace: bool = False) -> BlockPackin
                     slot.owners.append((mod, name))
                     continue
                 n = tensor_bytes(t)
-                slot = TensorSlot([(mod, name)], is_param, offset, n, t.dtype, tuple(t.shape))
+                full = f"{mod_name}.{name}" if mod_name else name
+                slot = TensorSlot(full, [(mod, name)], is_param, offset, n, t.dtype, tuple(t.shape))
                 by_id[id(t)] = slot
                 pack.slots.append(slot)
                 offset = align_up(offset + n)
@@ -200,6 +204,7 @@ class ModelPacking:
     total_bytes: int
     dim: int
     embedders: dict[str, nn.Module]
+    rest_tensors: list[tuple[str, torch.Tensor]] = field(default_factory=list)
 
     @property
     def block_bytes(self) -> list[int]:
@@ -216,6 +221,74 @@ def pack_model(model: nn.Module, block_attr: str | None = None) -> ModelPacking:
     in_blocks: set[int] = set()
     for b in blocks:
         in_blocks.update(id(t) for t in _unique_tensors(b.module))
-    rest = sum(tensor_bytes(t) for t in _unique_tensors(model) if id(t) not in in_blocks)
+    embedders = find_embedders(model)
+    rest_tensors = _rest_named(model, in_blocks, embedders)
+    rest = sum(tensor_bytes(t) for _, t in rest_tensors)
     return ModelPacking(attr, blocks, len(main), 0 if vace is None else len(vace), rest, total,
-                        model_dim(model), find_embedders(model))
+                        model_dim(model), embedders, rest_tensors)
+
+
+def _rest_named(model: nn.Module, in_blocks: set[int],
+                embedders: dict[str, nn.Module]) -> list[tuple[str, torch.Tensor]]:
+    """Tensors outside the blocks, embedders under libvram's role names
+    (text_embedding. / img_emb.) so it can count them for offloading."""
+    canonical = {"text": "text_embedding", "image": "img_emb"}
+    seen = set(in_blocks)
+    out: list[tuple[str, torch.Tensor]] = []
+    for role, emb in embedders.items():
+        for n, t in list(emb.named_parameters()) + list(emb.named_buffers()):
+            if id(t) not in seen:
+                seen.add(id(t))
+                out.append((f"{canonical[role]}.{n}", t))
+    for n, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append((f"rest.{n}", t))
+    return out
+
+
+SAFETENSORS_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}
+for _name, _st in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"),
+                   ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")):
+    if hasattr(torch, _name):
+        SAFETENSORS_DTYPES[getattr(torch, _name)] = _st
+
+
+def block_tensor_name(blk: BlockPacking, main_count: int, slot: TensorSlot) -> str:
+    if blk.vace:
+        return f"vace_blocks.{blk.index - main_count}.{slot.name}"
+    return f"blocks.{blk.index}.{slot.name}"
+
+
+def safetensors_header(packing: ModelPacking) -> bytes | None:
+    """A size-prefixed safetensors header describing the live model (real
+    dtypes and shapes; blocks as blocks.N. / vace_blocks.N.), for
+    vram_layout_parse_header. Data offsets follow each block's packing.
+    None when a dtype has no safetensors name."""
+    header: dict[str, dict[str, object]] = {}
+    pos = 0
+
+    def add(name: str, t_dtype: torch.dtype, shape: tuple[int, ...], n: int) -> bool:
+        nonlocal pos
+        st = SAFETENSORS_DTYPES.get(t_dtype)
+        if st is None:
+            return False
+        header[name] = {"dtype": st, "shape": list(shape), "data_offsets": [pos, pos + n]}
+        pos += n
+        return True
+
+    for blk in packing.blocks:
+        for slot in blk.slots:
+            if not add(block_tensor_name(blk, packing.main_count, slot), slot.dtype, slot.shape,
+                       slot.nbytes):
+                return None
+    for name, t in packing.rest_tensors:
+        if not add(name, t.dtype, tuple(t.shape), tensor_bytes(t)):
+            return None
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw

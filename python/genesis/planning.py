@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .vram import Hardware
+from .vram import Hardware, Layout
 
 ENV_SIMULATE_GPU = "GENESIS_SIMULATE_GPU"
 
@@ -94,3 +94,33 @@ class SwapOptions:
         d["vace_blocks_to_swap"] = int(self.vace_blocks_to_swap)
         d["gpu_index"] = gpu_index
         return {k: v for k, v in d.items() if v is not None}
+
+
+def layout_for_model(packing: Any) -> Layout:
+    """libvram's layout of a live model (genesis.modelinfo.ModelPacking).
+
+    Preferred: a safetensors header synthesised from the model (real dtypes
+    and shapes, VACE blocks and embedder roles visible to the planner); the
+    packing then adopts libvram's 256-aligned offsets. Fallback (a dtype
+    safetensors cannot name): vram_layout_from_blocks with the byte sizes."""
+    from .modelinfo import block_tensor_name, safetensors_header
+
+    header = safetensors_header(packing)
+    if header is not None:
+        layout = Layout.parse_header(header)
+        info = layout.info()
+        if info["block_count"] == len(packing.blocks):
+            placed = []
+            for blk in packing.blocks:
+                for slot in blk.slots:
+                    t = layout.tensor(layout.find_tensor(
+                        block_tensor_name(blk, packing.main_count, slot)))
+                    placed.append((slot, int(t["block_offset"]), t["block"] == blk.index))
+            if all(ok for _, _, ok in placed):
+                for slot, offset, _ in placed:
+                    slot.offset = offset
+                for blk in packing.blocks:
+                    blk.packed_bytes = int(layout.block(blk.index)["packed_bytes"])
+                return layout
+        layout.close()
+    return Layout.from_blocks(packing.block_bytes, packing.rest_bytes, packing.dim)

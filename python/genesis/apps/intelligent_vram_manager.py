@@ -23,7 +23,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from genesis.planning import SwapOptions, planning_hardware
+from genesis.planning import SwapOptions, layout_for_model, planning_hardware
 from genesis.vram import Hardware, Layout, MemoryStats, Plan
 
 logger = logging.getLogger("genesis.vram_manager")
@@ -163,8 +163,7 @@ def _layout_for(model: Any, size_mb: float, layers: int) -> tuple[Layout, dict[s
         if layers and layers != packing.main_count:
             logger.warning("num_layers=%d ignored: the model has %d blocks", layers,
                            packing.main_count)
-        layout = Layout.from_blocks(packing.block_bytes, packing.rest_bytes, packing.dim)
-        return layout, {"model_size_mb": packing.total_bytes / 2**20,
+        return layout_for_model(packing), {"model_size_mb": packing.total_bytes / 2**20,
                         "num_layers": packing.main_count, "vace_layers": packing.vace_count,
                         "size_source": "model"}
     if not size_mb or size_mb <= 0:
