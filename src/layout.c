@@ -202,7 +202,9 @@ static void set_name(vram_layout_info *info, const char *name) {
 static int assign_blocks(vram_layout *L, const char *source, bool *prefixed, bool *diffusers,
                          bool *t5) {
     int n = L->info.tensor_count;
-    uint64_t *keys = malloc((size_t)(n ? n : 1) * sizeof *keys);
+    /* keys[i]: tensor i's block key (UINT64_MAX in the rest); then the
+     * sorted distinct keys, whose positions are the block indices. */
+    uint64_t *keys = malloc((size_t)(n ? 2 * n : 1) * sizeof *keys), *sorted = keys + n;
     if (!keys)
         return vram_fail(VRAM_E_NOMEM, "%s: out of memory classifying tensors", source);
     int nkeys = 0;
@@ -213,14 +215,15 @@ static int assign_blocks(vram_layout *L, const char *source, bool *prefixed, boo
         *diffusers |= strstr(c.stripped, "attn1.to_q") || starts_with(c.stripped, "condition_embedder.");
         *t5 |= c.group >= 0 && starts_with(c.stripped, "encoder.block.");
         L->tensors[i].role = c.role;
+        keys[i] = c.group >= 0 ? block_key(c.group, c.group_index) : UINT64_MAX;
         if (c.group >= 0)
-            keys[nkeys++] = block_key(c.group, c.group_index);
+            sorted[nkeys++] = keys[i];
     }
-    qsort(keys, (size_t)nkeys, sizeof *keys, cmp_u64);
+    qsort(sorted, (size_t)nkeys, sizeof *sorted, cmp_u64);
     int nblocks = 0;
     for (int i = 0; i < nkeys; i++)
-        if (nblocks == 0 || keys[nblocks - 1] != keys[i])
-            keys[nblocks++] = keys[i];
+        if (nblocks == 0 || sorted[nblocks - 1] != sorted[i])
+            sorted[nblocks++] = sorted[i];
     L->blocks = calloc((size_t)(nblocks ? nblocks : 1), sizeof *L->blocks);
     if (!L->blocks) {
         free(keys);
@@ -230,19 +233,16 @@ static int assign_blocks(vram_layout *L, const char *source, bool *prefixed, boo
         vram_block_info *bi = &L->blocks[b];
         bi->size = sizeof *bi;
         bi->index = b;
-        bi->group = (int)(keys[b] >> 32);
-        bi->group_index = (int)(uint32_t)keys[b];
+        bi->group = (int)(sorted[b] >> 32);
+        bi->group_index = (int)(uint32_t)sorted[b];
         bi->first_tensor = -1;
         L->info.group_block_count[bi->group]++;
     }
     for (int i = 0; i < n; i++) {
-        name_class c;
-        classify(L->tensors[i].name, &c);
-        if (c.group < 0)
+        if (keys[i] == UINT64_MAX)
             continue;
-        uint64_t k = block_key(c.group, c.group_index);
-        const uint64_t *hit = bsearch(&k, keys, (size_t)nblocks, sizeof *keys, cmp_u64);
-        L->tensors[i].block = (int)(hit - keys);
+        const uint64_t *hit = bsearch(&keys[i], sorted, (size_t)nblocks, sizeof *sorted, cmp_u64);
+        L->tensors[i].block = (int)(hit - sorted);
     }
     free(keys);
     L->info.block_count = nblocks;
