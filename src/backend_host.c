@@ -5,8 +5,8 @@
  * (records issued / records completed) with a completion timestamp. One
  * mutex guards all of it: the work per operation is a memcpy or a sleep, so
  * contention is not what limits a run. An optional bandwidth limit models
- * the link: copies reserve time on a shared per-direction timeline in 1 MiB
- * pieces, so concurrent streams share it as they would share PCIe. */
+ * the link: copies reserve time on a shared per-direction timeline, so
+ * concurrent streams share it as they would share PCIe. */
 #define _GNU_SOURCE
 #include "backend.h"
 
@@ -22,7 +22,8 @@ enum { DIR_H2D, DIR_D2H };
 
 typedef struct hevent {
     uint64_t recorded, completed;
-    double t; /* vram_now_ms of the latest completion */
+    double t;    /* vram_now_ms of the latest completion */
+    int waiters; /* threads blocked on it: completion wakes only then */
 } hevent;
 
 typedef struct hop {
@@ -47,12 +48,14 @@ typedef struct hstream {
     hop *q;
     size_t cap, head, count;
     bool busy, stop;
+    bool idle; /* waiting for work: a submit signals only then */
 } hstream;
 
 struct hbackend {
     vram_backend base;
     pthread_mutex_t mu;
     pthread_cond_t host_cv; /* for callers waiting on events or streams */
+    int host_waiters;
     hstream **streams;
     int nstreams, stream_cap;
     uint64_t dev_cap, dev_used;
@@ -71,39 +74,48 @@ static void sleep_ms(double ms) {
     }
 }
 
-/* memcpy at the link's speed when a limit is set. */
+/* memcpy at the link's speed when a limit is set: the copy reserves its
+ * time on the direction's timeline (after whatever is booked), so streams
+ * share the link, then sleeps until its reservation ends. */
 static void link_copy(hbackend *hb, int dir, void *dst, const void *src, uint64_t n) {
     if (hb->bytes_per_ms <= 0) {
         memcpy(dst, src, (size_t)n);
         return;
     }
-    const uint64_t piece = 1u << 20;
-    for (uint64_t off = 0; off < n; off += piece) {
-        uint64_t len = n - off < piece ? n - off : piece;
-        pthread_mutex_lock(&hb->mu);
-        double now = vram_now_ms();
-        double start = hb->link_free_at[dir] > now ? hb->link_free_at[dir] : now;
-        double end = start + (double)len / hb->bytes_per_ms;
-        hb->link_free_at[dir] = end;
-        pthread_mutex_unlock(&hb->mu);
-        memcpy((char *)dst + off, (const char *)src + off, (size_t)len);
-        sleep_ms(end - vram_now_ms());
-    }
+    pthread_mutex_lock(&hb->mu);
+    double now = vram_now_ms();
+    double start = hb->link_free_at[dir] > now ? hb->link_free_at[dir] : now;
+    double end = start + (double)n / hb->bytes_per_ms;
+    hb->link_free_at[dir] = end;
+    pthread_mutex_unlock(&hb->mu);
+    memcpy(dst, src, (size_t)n);
+    sleep_ms(end - vram_now_ms());
 }
 
-/* Wakes everything that may wait on an event. Caller holds mu. */
-static void wake_all(hbackend *hb) {
-    for (int i = 0; i < hb->nstreams; i++)
-        pthread_cond_signal(&hb->streams[i]->cv);
-    pthread_cond_broadcast(&hb->host_cv);
+/* Wakes callers blocked on an event or a stream. Caller holds mu. */
+static void wake_host(hbackend *hb) {
+    if (hb->host_waiters > 0)
+        pthread_cond_broadcast(&hb->host_cv);
 }
 
+/* Waiting is rare on the hot path (copies finish ahead of use), so
+ * completions wake threads only when someone waits on this event. */
 static void complete_event(hbackend *hb, hevent *e, uint64_t target) {
     if (target > e->completed) {
         e->completed = target;
         e->t = vram_now_ms();
     }
-    wake_all(hb);
+    if (e->waiters > 0) {
+        for (int i = 0; i < hb->nstreams; i++)
+            pthread_cond_signal(&hb->streams[i]->cv);
+        wake_host(hb);
+    }
+}
+
+static void host_wait(hbackend *hb) {
+    hb->host_waiters++;
+    pthread_cond_wait(&hb->host_cv, &hb->mu);
+    hb->host_waiters--;
 }
 
 /* Runs an operation outside the lock (COPY, SLEEP, FUNC). */
@@ -128,13 +140,18 @@ static void *worker(void *arg) {
     hbackend *hb = s->hb;
     pthread_mutex_lock(&hb->mu);
     for (;;) {
-        while (s->count == 0 && !s->stop)
+        while (s->count == 0 && !s->stop) {
+            s->idle = true;
             pthread_cond_wait(&s->cv, &hb->mu);
+            s->idle = false;
+        }
         if (s->count == 0)
             break;
         hop op = s->q[s->head];
         if (op.kind == OP_WAIT && op.ev->completed < op.target) {
+            op.ev->waiters++;
             pthread_cond_wait(&s->cv, &hb->mu);
+            op.ev->waiters--;
             continue;
         }
         s->head = (s->head + 1) % s->cap;
@@ -148,7 +165,7 @@ static void *worker(void *arg) {
             pthread_mutex_lock(&hb->mu);
             s->busy = false;
         }
-        pthread_cond_broadcast(&hb->host_cv);
+        wake_host(hb);
     }
     pthread_mutex_unlock(&hb->mu);
     return NULL;
@@ -176,8 +193,11 @@ static int submit(hbackend *hb, void *stream, hop *op) {
         if (op->kind == OP_RECORD) {
             complete_event(hb, op->ev, op->target);
         } else if (op->kind == OP_WAIT) {
-            while (op->ev->completed < op->target)
-                pthread_cond_wait(&hb->host_cv, &hb->mu);
+            while (op->ev->completed < op->target) {
+                op->ev->waiters++;
+                host_wait(hb);
+                op->ev->waiters--;
+            }
         }
         pthread_mutex_unlock(&hb->mu);
         run_op(hb, op);
@@ -199,7 +219,10 @@ static int submit(hbackend *hb, void *stream, hop *op) {
     }
     s->q[(s->head + s->count) % s->cap] = *op;
     s->count++;
-    pthread_cond_signal(&s->cv);
+    if (s->idle) {
+        s->idle = false; /* one signal is enough */
+        pthread_cond_signal(&s->cv);
+    }
     pthread_mutex_unlock(&hb->mu);
     return VRAM_OK;
 }
@@ -296,6 +319,7 @@ static void h_stream_destroy(vram_backend *b, void *stream) {
     }
     s->stop = true;
     pthread_cond_signal(&s->cv);
+    s->idle = false;
     pthread_mutex_unlock(&hb->mu);
     pthread_join(s->thread, NULL);
     pthread_mutex_lock(&hb->mu);
@@ -315,7 +339,7 @@ static int h_stream_sync(vram_backend *b, void *stream) {
     pthread_mutex_lock(&hb->mu);
     hstream *s = find_stream(hb, stream);
     while (s && (s->count > 0 || s->busy))
-        pthread_cond_wait(&hb->host_cv, &hb->mu);
+        host_wait(hb);
     pthread_mutex_unlock(&hb->mu);
     return VRAM_OK;
 }
