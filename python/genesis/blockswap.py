@@ -106,7 +106,7 @@ class BlockSwap:
     def __init__(self, model: nn.Module, options: SwapOptions, *, block_attr: str | None = None,
                  device: str | torch.device | None = None, backend: str | None = None,
                  gpu: str | None = None, vram_mb: float | None = None,
-                 hardware: Hardware | None = None, adaptive: bool = True,
+                 dram_mb: float | None = None, hardware: Hardware | None = None, adaptive: bool = True,
                  max_oom_retries: int = 4, vram_debug_mode: bool = False,
                  log: LogFn | None = None, engine_options: dict[str, Any] | None = None) -> None:
         if getattr(model, _ATTACHED, None) is not None:
@@ -142,7 +142,7 @@ class BlockSwap:
             self.hw, self.gpu_index, self.host_mode = hardware, 0, self.device.type != "cuda"
         else:
             self.hw, self.gpu_index, self.host_mode = planning_hardware(
-                gpu, vram_mb, self.device.index or 0)
+                gpu, vram_mb, self.device.index or 0, dram_mb)
         self.layout = layout_for_model(self.packing)
         self.plan_kwargs = options.plan_kwargs(self.gpu_index)
         self.plan = Plan.create(self.layout, self.hw, **self.plan_kwargs)

@@ -14,13 +14,15 @@ ENV_SIMULATE_GPU = "GENESIS_SIMULATE_GPU"
 
 
 def planning_hardware(gpu: str | None = None, vram_mb: float | None = None,
-                      device_index: int = 0) -> tuple[Hardware, int, bool]:
+                      device_index: int = 0, dram_mb: float | None = None
+                      ) -> tuple[Hardware, int, bool]:
     """(hardware, gpu index in it, host_mode).
 
     gpu (or $GENESIS_SIMULATE_GPU): plan for that built-in profile.
     Else the probed GPU `device_index`; with no GPU, the host backend: a
     simulated device the size of the real DRAM (RAM stands in for VRAM).
-    vram_mb overrides the planned GPU's memory size."""
+    vram_mb overrides the planned GPU's memory size, dram_mb the DRAM's
+    (both for simulation)."""
     gpu = gpu or os.environ.get(ENV_SIMULATE_GPU) or None
     host_mode = False
     if gpu:
@@ -40,6 +42,8 @@ def planning_hardware(gpu: str | None = None, vram_mb: float | None = None,
             host_mode = True
     if vram_mb is not None:
         hw.set_vram(float(vram_mb), 0.0, index=index)
+    if dram_mb is not None:
+        hw.set_dram(float(dram_mb), float(dram_mb))
     return hw, index, host_mode
 
 

@@ -77,17 +77,19 @@ class IntelligentVRAMManager:
     and optionally the loaded model whose real sizes plans use."""
 
     def __init__(self, vram_threshold_percent: float = 50.0, device_index: int = 0,
-                 gpu: str | None = None, vram_mb: float | None = None) -> None:
+                 gpu: str | None = None, vram_mb: float | None = None,
+                 dram_mb: float | None = None) -> None:
         self.vram_threshold_percent = _check_threshold(vram_threshold_percent)
         self.device_index = device_index
         self.gpu = gpu
         self.vram_mb = vram_mb
+        self.dram_mb = dram_mb
         self.model: Any = None
         self.last_config: dict[str, Any] | None = None
 
     def hardware(self) -> tuple[Hardware, int, bool]:
         """Fresh probe (live memory numbers) with the simulation applied."""
-        return planning_hardware(self.gpu, self.vram_mb, self.device_index)
+        return planning_hardware(self.gpu, self.vram_mb, self.device_index, self.dram_mb)
 
     @property
     def host_mode(self) -> bool:
@@ -135,23 +137,26 @@ def _current_device_index() -> int:
 
 
 def get_vram_manager(vram_threshold_percent: float = 50.0, *, device_index: int | None = None,
-                     gpu: str | None = None, vram_mb: float | None = None
-                     ) -> IntelligentVRAMManager:
+                     gpu: str | None = None, vram_mb: float | None = None,
+                     dram_mb: float | None = None) -> IntelligentVRAMManager:
     """The manager of this process for GPU `device_index` (default: the
     current CUDA device, else 0). A later call with another threshold (or
-    simulation) updates it. vram_threshold_percent: 10-95."""
+    simulation: gpu profile, vram_mb, dram_mb) updates it.
+    vram_threshold_percent: 10-95."""
     threshold = _check_threshold(vram_threshold_percent)
     index = _current_device_index() if device_index is None else device_index
     with _LOCK:
         m = _MANAGERS.get(index)
         if m is None:
-            m = _MANAGERS[index] = IntelligentVRAMManager(threshold, index, gpu, vram_mb)
+            m = _MANAGERS[index] = IntelligentVRAMManager(threshold, index, gpu, vram_mb, dram_mb)
         else:
             m.vram_threshold_percent = threshold
             if gpu is not None:
                 m.gpu = gpu
             if vram_mb is not None:
                 m.vram_mb = vram_mb
+            if dram_mb is not None:
+                m.dram_mb = dram_mb
         return m
 
 
@@ -211,10 +216,11 @@ def calculate_optimal_blockswap_config(
     Returns blocks_to_swap, num_cuda_streams, bandwidth_target (what the
     seed's step 2 reads) plus the whole plan: summary (dict), blocks,
     explanation (Chinese debug text), explanation_en, plan_json."""
-    mgr = manager or get_vram_manager(vram_threshold if vram_threshold is not None else 50.0)
-    threshold = _check_threshold(
-        vram_threshold if vram_threshold is not None else mgr.vram_threshold_percent,
-        "vram_threshold")
+    if vram_threshold is not None:
+        _check_threshold(vram_threshold, "vram_threshold")
+    mgr = manager or (get_vram_manager(vram_threshold) if vram_threshold is not None else
+                      _MANAGERS.get(_current_device_index()) or get_vram_manager())
+    threshold = vram_threshold if vram_threshold is not None else mgr.vram_threshold_percent
     model = model if model is not None else (mgr.model if not model_size_mb else None)
     layout, source = _layout_for(model, model_size_mb, num_layers)
     opts = SwapOptions(

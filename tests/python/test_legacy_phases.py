@@ -1,0 +1,107 @@
+"""Legacy mode (kijai's WanVideoBlockSwap) and phases."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from genesis.blockswap import apply_block_swap, attached
+from genesis.legacy_blockswap import LegacyBlockSwap
+from genesis.phases import Phases
+from models import tiny
+
+KIJAI_ARGS = {"blocks_to_swap": 3, "offload_img_emb": False, "offload_txt_emb": True,
+              "use_non_blocking": False, "vace_blocks_to_swap": 1, "prefetch_blocks": 0,
+              "block_swap_debug": True}
+
+
+def test_legacy_is_bit_identical_and_moves_the_last_blocks(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    model = tiny(vace=2)
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, mode="legacy", **KIJAI_ARGS)
+    assert isinstance(swap, LegacyBlockSwap)
+    assert swap.swapped == {3, 4, 5, 7}  # the last 3 blocks and the last VACE block
+    out = capsys.readouterr().out
+    assert "Swapping 3 transformer blocks" in out and "Swapping 1 VACE blocks" in out
+    assert "Transformer blocks on cpu:" in out
+    with torch.no_grad():
+        for _ in range(2):
+            assert torch.equal(model(x), ref(x))
+    st = swap.stats()
+    assert st["moves_in"] == st["moves_out"] == 2 * 4
+    assert st["embedder_moves"] == 4
+    assert "Block 3: compute" in capsys.readouterr().out
+    swap.remove()
+    assert attached(model) is None and not model.blocks[3]._forward_pre_hooks
+
+
+def test_legacy_prefetch_issues_moves_ahead() -> None:
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, mode="legacy", blocks_to_swap=4, prefetch_blocks=2,
+                            use_non_blocking=True)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    # Each swapped block moved in exactly once per forward (by prefetch or on use).
+    assert swap.stats()["moves_in"] == 4 and swap.stats()["moves_out"] == 4
+    swap.remove()
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(blocks_to_swap=7), "blocks_to_swap=7 is out of range: allowed 0-6"),
+    (dict(blocks_to_swap=1, prefetch_blocks=41), "prefetch_blocks=41 is out of range: allowed 0-40"),
+    (dict(blocks_to_swap=1, vace_blocks_to_swap=1), "vace_blocks_to_swap=1 .* allowed 0-0"),
+])
+def test_legacy_bad_input(args: dict, message: str) -> None:
+    model = tiny()
+    with pytest.raises(ValueError, match=message):
+        apply_block_swap(model, mode="legacy", **args)
+    assert attached(model) is None and not model.blocks[0]._forward_pre_hooks
+
+
+def test_phases_decide_with_libvram_and_take_turns() -> None:
+    te, tr, vae = tiny(d=256, n=2), tiny(d=512, n=8), tiny(d=256, n=2)
+    log: list[str] = []
+    together = Phases({"text_encoder": te, "transformer": tr, "vae": vae}, device="cpu",
+                      vram_mb=10000, width=16, height=16, frames=1, log=log.append)
+    assert together.together and "同时驻留" in log[-1]
+    apart = Phases({"text_encoder": te, "transformer": tr, "vae": vae}, device="cpu",
+                   vram_mb=110, width=16, height=16, frames=1)
+    assert not apart.together
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.text_encoder, self.transformer = te, tr
+            self.vae = type("V", (), {"decode": lambda _self, z: z * 2})()
+
+        def encode_prompt(self, p: str) -> torch.Tensor:
+            return self.text_encoder(torch.ones(1, 256))
+
+    pipe = Pipe()
+    apart.install(pipe)
+    with torch.no_grad():
+        pipe.encode_prompt("a cat")
+        pipe.transformer(torch.ones(1, 512))
+        pipe.vae.decode(torch.ones(1))
+    assert apart.history == ["encode", "denoise", "decode"]
+    # Each phase moved the others out and its own component in.
+    assert ("transformer", "cpu") in apart.moves and ("vae", "cpu") in apart.moves
+    apart.remove()
+    assert "encode_prompt" not in pipe.__dict__ and not tr._forward_pre_hooks
+
+
+def test_phases_leave_block_swapped_models_alone() -> None:
+    tr = tiny(d=512, n=8)
+    swap = apply_block_swap(tr, blocks_to_swap=6, width=16, height=16, frames=1)
+    ph = Phases({"transformer": tr, "vae": tiny(n=1)}, device="cpu", vram_mb=110,
+                width=16, height=16, frames=1)
+    assert ph.sizes["transformer"] < sum(p.numel() * 4 for p in tr.parameters())
+    ph.enter("decode")
+    ph.enter("denoise")
+    assert all(name != "transformer" for name, _ in ph.moves)
+    swap.remove()
