@@ -8,6 +8,10 @@
 #include "check.h"
 #include "vram.h"
 
+#include <libgen.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 typedef struct fixture {
     vram_layout *layout;
     vram_hw *hw;
@@ -212,7 +216,50 @@ static void test_no_cuda_driver(void) {
     fixture_free(&f);
 }
 
+/* With the probe tests' fake libcuda (built beside this program), which
+ * has a device but fails every call the engine makes: a clear driver error
+ * from the CUDA backend, AUTO falls back to the host. In a child process:
+ * the driver loads once per process. */
+static void test_fake_driver(void) {
+    char exe[4096], lib[4200];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0)
+        return;
+    exe[len] = 0;
+    snprintf(lib, sizeof lib, "%s/libfake_cuda.so", dirname(exe));
+    if (access(lib, R_OK) != 0) {
+        fprintf(stderr, "%s missing: fake driver case skipped\n", lib);
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("VRAM_CUDA_LIBRARY", lib, 1);
+        fixture f;
+        CHECK_OK(fixture_make(&f));
+        vram_engine_options eo = opts();
+        eo.backend = VRAM_BACKEND_CUDA;
+        vram_engine *eng = NULL;
+        CHECK_INT(vram_engine_create(f.plan, f.layout, &eo, &eng), VRAM_E_DRIVER);
+        CHECK(strstr(vram_last_error(), "cuDevicePrimaryCtxRetain") != NULL);
+        vram_bandwidth_result r = {.size = sizeof r};
+        CHECK_INT(vram_bench_bandwidth(VRAM_BACKEND_CUDA, 0, 1 << 20, 1, &r), VRAM_E_DRIVER);
+        eo.backend = VRAM_BACKEND_AUTO;
+        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        if (eng) {
+            CHECK_OK(run(eng, f.n));
+            vram_engine_destroy(eng);
+        }
+        fixture_free(&f);
+        fflush(stderr);
+        _exit(check_failures ? 1 : 0);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void) {
+    test_fake_driver(); /* forks: before any thread exists */
     /* A driver that is not there, before anything loads one. */
     setenv("VRAM_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", 1);
     test_fail_alloc_each();
