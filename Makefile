@@ -4,6 +4,7 @@
 #               a short fuzz run, and the Python/app/browser tests
 #   make bench  benchmarks (CPU; see bench/ for the GPU scripts)
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := build
 JOBS ?= 2
 CTEST := ctest --output-on-failure --timeout 600
