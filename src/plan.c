@@ -137,7 +137,6 @@ typedef struct planner {
     bool joint;              /* auto: all blocks arranged as one sequence */
     uint64_t *bytes;         /* packed bytes per block */
     double *compute_ms;      /* per block */
-    unsigned char *has_file; /* every tensor of the block is in a file */
     unsigned char *streamed; /* the candidate under evaluation */
     int *tier;
     vram_sim_block *sim;
@@ -200,8 +199,8 @@ static void arrange(planner *p, int arrangement, int count_main, int count_vace)
  * pinned budget lasts, then pageable while usable DRAM lasts, then disk
  * (only for blocks whose tensors are in a file). Returns the bytes that fit
  * nowhere (0 = all placed). */
-static uint64_t assign_tiers(planner *p) {
-    uint64_t pinned = 0, dram = 0, missing = 0;
+static void assign_tiers(planner *p) {
+    uint64_t pinned = 0, dram = 0;
     for (int i = 0; i < p->n; i++) {
         if (!p->streamed[i]) {
             p->tier[i] = VRAM_TIER_DEVICE;
@@ -216,12 +215,11 @@ static uint64_t assign_tiers(planner *p) {
             p->tier[i] = VRAM_TIER_PAGEABLE;
             dram += b;
         } else {
+            /* Read from the model file, or from the engine's spill file
+             * for blocks that are not in one. */
             p->tier[i] = VRAM_TIER_DISK;
-            if (!p->has_file[i])
-                missing += b;
         }
     }
-    return missing;
 }
 
 static bool all_pinned(const planner *p) {
@@ -279,7 +277,6 @@ static double simulate(planner *p, int slots, double share, double *copy_start,
 /* The best plan found for one candidate count. */
 typedef struct choice {
     bool found;
-    bool short_of_dram; /* when not found: the VRAM held, the DRAM tiers did not */
     int arrangement, slots;
     double time;
 } choice;
@@ -299,10 +296,7 @@ static choice best_arrangement(planner *p, int count_main, int count_vace, bool 
         int min_slots = f.count ? 1 : 0;
         if (peak(p, &f, min_slots) > p->budget)
             continue;
-        if (assign_tiers(p)) {
-            best.short_of_dram = true;
-            continue;
-        }
+        assign_tiers(p);
         int max_slots = !p->async ? min_slots
                         : f.count < VRAM_PLAN_MAX_SLOTS ? f.count
                                                         : VRAM_PLAN_MAX_SLOTS;
@@ -333,15 +327,6 @@ static int explain_no_fit(planner *p, int count_main, int count_vace, bool expli
     bool early = early_peak(p, &f, slots) > block_peak(p, &f, slots);
     uint64_t need = peak(p, &f, slots);
     uint64_t rest = early ? p->rest_full : p->rest_on, act = early ? p->embed_act : p->act;
-    if (need <= p->budget) {
-        uint64_t missing = assign_tiers(p);
-        return vram_fail(VRAM_E_DOES_NOT_FIT,
-                         "streamed blocks need %.1f MiB of DRAM but only %.1f MiB is usable "
-                         "(%.0f%% of the available DRAM); %.1f MiB fit nowhere and the model "
-                         "has no file to read them from (disk tier)",
-                         f.streamed / VRAM_MIB, p->dram_usable / VRAM_MIB,
-                         p->o->dram_usable_fraction * 100, missing / VRAM_MIB);
-    }
     if (explicit)
         return vram_fail(VRAM_E_DOES_NOT_FIT,
                          "blocks_to_swap=%d (vace %d) needs %.1f MiB (rest %.1f + resident %.1f + "
@@ -401,7 +386,6 @@ static void read_dram(const vram_hw *hw, vram_plan_memory *m) {
 static void free_planner(planner *p) {
     free(p->bytes);
     free(p->compute_ms);
-    free(p->has_file);
     free(p->streamed);
     free(p->tier);
     free(p->sim);
@@ -414,14 +398,13 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
     size_t cap = n > 0 ? (size_t)n : 1;
     p->bytes = calloc(cap, sizeof *p->bytes);
     p->compute_ms = calloc(cap, sizeof *p->compute_ms);
-    p->has_file = calloc(cap, 1);
     p->streamed = calloc(cap, 1);
     p->tier = calloc(cap, sizeof *p->tier);
     p->sim = calloc(cap, sizeof *p->sim);
     plan->blocks = calloc(cap, sizeof *plan->blocks);
     plan->vace = calloc(cap, 1);
     double *linear = calloc(cap, sizeof *linear);
-    if (!p->bytes || !p->compute_ms || !p->has_file || !p->streamed || !p->tier || !p->sim ||
+    if (!p->bytes || !p->compute_ms || !p->streamed || !p->tier || !p->sim ||
         !plan->blocks || !plan->vace || !linear) {
         free(linear);
         return vram_fail(VRAM_E_NOMEM, "out of memory planning %d blocks", n);
@@ -441,7 +424,6 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
             return st;
         }
         p->bytes[i] = bi.packed_bytes ? bi.packed_bytes : vram_align_up(bi.nbytes);
-        p->has_file[i] = bi.tensor_count > 0;
         plan->vace[i] = bi.group == VRAM_GROUP_VACE;
         double params = bi.params ? (double)bi.params : (double)bi.nbytes / (double)elem;
         linear[i] = bi.linear_params ? (double)bi.linear_params : params;
@@ -453,15 +435,6 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
             main_bytes += (double)p->bytes[i];
             main_count++;
         }
-    }
-    /* A block can come from disk only when all its tensors are in a file. */
-    for (int t = 0; t < info->tensor_count; t++) {
-        vram_tensor_info ti;
-        memset(&ti, 0, sizeof ti);
-        ti.size = sizeof ti;
-        if (vram_layout_tensor(layout, t, &ti) == VRAM_OK && ti.block >= 0 && ti.block < n &&
-            ti.file_index < 0)
-            p->has_file[ti.block] = 0;
     }
     plan->dim_estimated = info->dim <= 0;
     double dim = info->dim > 0 ? info->dim : sqrt(max_params / PARAMS_PER_DIM2);
@@ -503,8 +476,6 @@ static int search_count(planner *p, int vace_count, bool use_threshold, double s
             *count = c;
             return VRAM_OK;
         }
-        if (ch.short_of_dram)
-            return explain_no_fit(p, c, vace_count, false);
     }
     return explain_no_fit(p, hi, vace_count, false);
 }

@@ -624,15 +624,16 @@ static void test_tiers_and_vace(void) {
     CHECK_OK(plan_summary(file, hw, &o, &fast));
     CHECK(slow.block_copy_ms > fast.block_copy_ms);
 
-    /* the same shortage without files to read from is refused */
+    /* the same shortage without files to read from: the engine's spill file
+     * serves as the disk tier */
     uint64_t sizes[7];
     for (int i = 0; i < 7; i++)
         sizes[i] = 32u << 20;
     vram_layout *mem = NULL;
     CHECK_OK(vram_layout_from_blocks(sizes, 7, 2u << 20, 4096, &mem));
-    CHECK_INT(vram_plan_create(mem, hw, &o, &p), VRAM_E_DOES_NOT_FIT);
-    CHECK(strstr(vram_last_error(), "DRAM") != NULL);
-    CHECK(strstr(vram_last_error(), "disk") != NULL);
+    vram_plan_summary spill;
+    CHECK_OK(plan_summary(mem, hw, &o, &spill));
+    CHECK(spill.disk_bytes > 0);
     vram_layout_free(mem);
 
     /* manual VACE count: exactly that many VACE blocks stream */
@@ -683,11 +684,13 @@ static void test_does_not_fit(void) {
     CHECK_OK(vram_hw_set_vram(hw, 0, 12288, 11000));
     vram_plan_options_init(&o);
     CHECK_INT(vram_plan_create(l, hw, &o, &p), VRAM_E_DOES_NOT_FIT);
-    /* DRAM too small for the streamed blocks of a catalog model (no files) */
+    /* DRAM too small for the streamed blocks of a catalog model: the rest
+     * comes from disk rather than the plan failing */
     vram_hw_free(hw);
     hw = make_hw("RTX 4090", 16384, 8192);
-    CHECK_INT(vram_plan_create(l, hw, &o, &p), VRAM_E_DOES_NOT_FIT);
-    CHECK(strstr(vram_last_error(), "DRAM") != NULL);
+    vram_plan_summary from_disk;
+    CHECK_OK(plan_summary(l, hw, &o, &from_disk));
+    CHECK(from_disk.disk_bytes > 0);
     vram_layout_free(l);
     vram_hw_free(hw);
 }
