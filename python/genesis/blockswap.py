@@ -35,7 +35,7 @@ from torch import nn
 from . import _views
 from .modelinfo import BlockPacking, ModelPacking, pack_model
 from .planning import SwapOptions, layout_for_model, planning_hardware
-from .vram import Engine, Hardware, Plan, VramError
+from .vram import Engine, Hardware, Plan, StateError, VramError, _ffi
 
 logger = logging.getLogger("genesis.blockswap")
 LogFn = Callable[[str], None]
@@ -195,8 +195,9 @@ class BlockSwap:
                 if blk.index in streamed:
                     ptr = engine.host_ptr(blk.index)
                     if not ptr:
-                        raise VramError(-10, f"block {blk.index} has no host region (tier "
-                                        "'disk' needs a model file)", "vram_engine_host_ptr")
+                        raise StateError(_ffi.E_STATE, f"block {blk.index} has no host region "
+                                         "(the disk tier needs a model file)",
+                                         "vram_engine_host_ptr")
                     self._check_size(engine, blk)
                     self._write(engine, blk)
                     bases[blk.index] = _views.byte_view(ptr, blk.packed_bytes, torch.device("cpu"))
@@ -228,8 +229,8 @@ class BlockSwap:
     def _check_size(engine: Engine, blk: BlockPacking) -> None:
         have = engine.block_bytes(blk.index)
         if have < blk.packed_bytes:
-            raise VramError(-1, f"block {blk.index}: engine region {have} bytes < packed "
-                            f"{blk.packed_bytes}", "vram_engine_block_bytes")
+            raise StateError(_ffi.E_STATE, f"block {blk.index}: engine region {have} bytes < "
+                             f"packed {blk.packed_bytes}", "vram_engine_block_bytes")
 
     @staticmethod
     def _write(engine: Engine, blk: BlockPacking) -> None:
