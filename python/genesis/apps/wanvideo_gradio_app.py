@@ -77,11 +77,12 @@ def memory_monitor_text(threshold: float = 50.0) -> str:
         s = get_vram_manager(threshold).get_memory_stats()
     except Exception as e:  # shown, never fatal: the monitor is informative
         return f"memory stats unavailable: {e}"
-    gpu = getattr(s, "gpu_name", "") or "no GPU"
-    if getattr(s, "vram_known", s.vram_total_mb > 0):
-        vram = f"VRAM ({gpu}): {s.vram_used_mb:.1f}/{s.vram_total_mb:.1f}MB ({s.vram_usage_percent:.1f}%)"
+    if s.extra.get("host_backend"):
+        vram = "VRAM: N/A (no GPU: libvram's host backend, RAM stands in for VRAM)"
+    elif s.vram_known:
+        vram = f"VRAM ({s.gpu_name}): {s.vram_used_mb:.1f}/{s.vram_total_mb:.1f}MB ({s.vram_usage_percent:.1f}%)"
     else:
-        vram = f"VRAM: N/A ({gpu})"
+        vram = f"VRAM: N/A ({s.gpu_name or 'no GPU'})"
     dram = f"DRAM: {s.dram_used_mb:.1f}/{s.dram_total_mb:.1f}MB ({s.dram_usage_percent:.1f}%)"
     return f"{vram}  \n{dram}"
 
@@ -286,9 +287,9 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
             try:
                 video, gallery, meta = app.generate_video(*args, progress=progress)
             except (InputError, ModelError) as e:
-                raise gr.Error(str(e), duration=None) from e
+                raise gr.Error(str(e), duration=20) from e
             except Exception as e:  # anything else: shown, and the app keeps serving
-                raise gr.Error(f"generation failed: {type(e).__name__}: {e}", duration=None) from e
+                raise gr.Error(f"generation failed: {type(e).__name__}: {e}", duration=20) from e
             done = t.plain("done") + f" — {meta['generate_s']:.2f} s, {meta['frames']} frames"
             if "note" in meta:
                 done += f" ({meta['note']})"

@@ -61,6 +61,24 @@ class GenerationResult:
     timeline: list[dict[str, Any]]
 
 
+def log_run_summary(info: dict[str, Any], step_times: list[float], log: LogFn) -> None:
+    """The debug log's last section: what the engine did in this run."""
+    log("")
+    for r in info.get("replans", []):
+        if r["reason"] == "measured_block_ms":
+            log(f"[VRAM] 实测每块计算: {r['measured_block_ms']:.2f} ms; 重新规划"
+                + ("改变了放置，重建引擎" if r["placement_changed"] else "未改变放置"))
+        else:
+            log(f"[VRAM] 显存不足后重新规划: 流式块 {r['streamed_count']}")
+    steady = step_times[1:] or step_times
+    overlap = info.get("overlap_ratio")
+    log("[VRAM] 运行结果:")
+    log(f"  流式块: {len(info.get('streamed_blocks', []))}, 流式传输: {info['bytes_streamed'] / 2**20:.1f}MB"
+        + (f", 拷贝隐藏于计算: {overlap:.0%}" if overlap is not None else ""))
+    if steady:
+        log(f"  每步: 预测 {info['predicted_step_ms']:.1f}ms, 实测 {1000 * sum(steady) / len(steady):.1f}ms")
+
+
 def default_device() -> str:
     import torch
 
@@ -119,6 +137,7 @@ class WanGenerator:
             num_layers=num_layers,
             log=emit,
             plan_context=video,
+            model=pipe.transformer,
         )
         on_gpu = self.device.startswith("cuda")
         if on_gpu:
@@ -164,6 +183,8 @@ class WanGenerator:
                 frames = pipe(**call).frames
             run_s = time.perf_counter() - t1
             swap_info, timeline = session.report()
+            if req.vram.vram_debug_mode and session.handles:
+                log_run_summary(swap_info, step_times, emit)
         finally:
             session.close()
         frames = np.asarray(frames)[0]

@@ -9,17 +9,17 @@ from typing import Any
 from .loading import LoadedModel
 from .vram_setup import LogFn
 
-# Pipeline parts that are not denoising transformers.
-_OTHER_PARTS = ("text_encoder", "image_encoder", "vae")
+# Pipeline parts genesis.phases moves between phases.
+_PARTS = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
 
 
 class Placement:
     """The model on its device for one run. report() gives the plan and the
     engine's numbers, close() undoes the block swapping."""
 
-    def __init__(self, handles: list[Any], passes_per_step: int) -> None:
+    def __init__(self, handles: list[Any], phases: Any = None) -> None:
         self.handles = handles
-        self.passes_per_step = passes_per_step
+        self.phases = phases
 
     def report(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(metadata fields, engine timeline of the first transformer)."""
@@ -42,11 +42,16 @@ class Placement:
             "swap_fallback": "; ".join(s["fallback_reason"] for s in stats if s["fallback_reason"]) or None,
             "replans": stats[0]["replans"],
         }
+        if self.phases is not None:
+            info["phases"] = {"together": self.phases.together, "history": list(self.phases.history)}
         if len(self.handles) > 1:
             info["expert_2"] = {k: reports[1][k] for k in ("bytes_streamed", "overlap_ratio", "streamed_count")}
         return info, stats[0]["timeline"]
 
     def close(self) -> None:
+        if self.phases is not None:
+            self.phases.remove()
+            self.phases = None
         for h in self.handles:
             h.remove()
         self.handles = []
@@ -64,24 +69,24 @@ def place(
     blocks go to libvram instead (video: width/height/frames/passes_per_step
     for the plan)."""
     from genesis.blockswap import apply_block_swap
+    from genesis.phases import Phases
 
     pipe = loaded.pipe
-    passes = int((video or {}).get("passes_per_step", 2))
     if args is None:
         pipe.to(device)
-        return Placement([], passes)
-    for name in _OTHER_PARTS:
-        part = getattr(pipe, name, None)
-        if part is not None:
-            part.to(device)
+        return Placement([])
     handles: list[Any] = []
     try:
         for t in loaded.transformers:
             handles.append(
-                apply_block_swap(t, mode="intelligent", device=device, vram_debug_mode=debug, log=log, **(video or {}), **args)
+                apply_block_swap(t, mode="intelligent", device=device, vram_debug_mode=False, log=log, **(video or {}), **args)
             )
+        # Text encoder, transformer(s) and VAE share the GPU, or take turns
+        # when libvram says they don't fit together.
+        components = {name: getattr(pipe, name, None) for name in _PARTS}
+        phases = Phases(components, device=device, log=log if debug else None, **(video or {})).install(pipe)
     except Exception:
         for h in handles:
             h.remove()
         raise
-    return Placement(handles, passes)
+    return Placement(handles, phases)

@@ -44,19 +44,31 @@ class SwapSetup:
     error: str = ""
 
 
-def _stats_dict(stats: Any) -> dict[str, Any]:
-    if isinstance(stats, dict):
-        return dict(stats)
-    if hasattr(stats, "as_dict"):
-        return dict(stats.as_dict())
-    return {k: getattr(stats, k) for k in dir(stats) if not k.startswith("_") and not callable(getattr(stats, k))}
-
-
 def log_memory_stats(stats: Any, log: LogFn) -> None:
     """The seed's "[VRAM] 当前状态" block."""
     log("[VRAM] 当前状态:")
     log(f"  VRAM: {stats.vram_used_mb:.1f}/{stats.vram_total_mb:.1f}MB ({stats.vram_usage_percent:.1f}%)")
     log(f"  DRAM: {stats.dram_used_mb:.1f}/{stats.dram_total_mb:.1f}MB ({stats.dram_usage_percent:.1f}%)")
+
+
+def explanation_sections(text: str) -> dict[str, str]:
+    """libvram's debug text split into its "[VRAM] <title>:" sections."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("[VRAM] "):
+            current = sections.setdefault(line[len("[VRAM] "):].rstrip(":"), [])
+        elif line.startswith("✓"):  # the closing line, logged by step 2 itself
+            current = None
+        if current is not None and line.strip():
+            current.append(line)
+    return {k: "\n".join(v) for k, v in sections.items()}
+
+
+def _log_section(text: str, log: LogFn) -> None:
+    log("")
+    for line in text.splitlines():
+        log(line)
 
 
 def build_block_swap_args(
@@ -66,11 +78,14 @@ def build_block_swap_args(
     num_layers: int,
     log: LogFn = print,
     plan_context: dict[str, Any] | None = None,
+    model: Any = None,
 ) -> SwapSetup:
     """The seed's step 2, with the real model size and block count.
 
-    plan_context carries what the planner can use beyond the seed's inputs
-    (width, height, frames, passes per step, the model itself)."""
+    model: the loaded transformer, so libvram plans its real per-block
+    sizes; plan_context: width, height, frames, passes_per_step.
+    In manual mode libvram still plans the manual values, which gives the
+    debug log its balance analysis and execution plan."""
     if not block_swap_enabled:
         return SwapSetup(args=None, mode="off")
     from genesis.apps.intelligent_vram_manager import calculate_optimal_blockswap_config, get_vram_manager
@@ -82,54 +97,58 @@ def build_block_swap_args(
         stats = vram_manager.get_memory_stats()
         if debug:
             log_memory_stats(stats, log)
-        common = {
-            "enable_cuda_optimization": s.enable_cuda_optimization,
-            "enable_dram_optimization": s.enable_dram_optimization,
-            "vram_threshold_percent": s.vram_threshold_percent,
-            "offload_txt_emb": s.offload_txt_emb,
-            "offload_img_emb": s.offload_img_emb,
-            "vace_blocks_to_swap": s.vace_blocks_to_swap,
+        common = {**common_plan_flags(s), "vram_threshold_percent": s.vram_threshold_percent}
+        manual = {} if s.auto_hardware_tuning else {
+            "blocks_to_swap": s.blocks_to_swap,
+            "num_cuda_streams": s.num_cuda_streams,
+            "bandwidth_target": s.bandwidth_target,
         }
-        config: dict[str, Any] = {}
+        optimal_config = calculate_optimal_blockswap_config(
+            model_size_mb=model_size_mb,
+            num_layers=num_layers,
+            vram_threshold=s.vram_threshold_percent,
+            auto_hardware_tuning=s.auto_hardware_tuning,
+            model=model,
+            **manual,
+            **common_plan_flags(s),
+            **(plan_context or {}),
+        )
+        sections = explanation_sections(optimal_config.get("explanation", ""))
+        if debug and "VRAM-DRAM 平衡分析" in sections:
+            _log_section(sections["VRAM-DRAM 平衡分析"], log)
         if s.auto_hardware_tuning:
-            config = calculate_optimal_blockswap_config(
-                model_size_mb=model_size_mb,
-                num_layers=num_layers,
-                vram_threshold=s.vram_threshold_percent,
-                auto_hardware_tuning=True,
-                debug=debug,
-                log=log,
-                **(plan_context or {}),
-            )
+            # 自动模式: 根据模型大小和硬件自动计算
             args = {
-                "blocks_to_swap": config["blocks_to_swap"],
-                "num_cuda_streams": config["num_cuda_streams"],
-                "bandwidth_target": config["bandwidth_target"],
+                "blocks_to_swap": optimal_config["blocks_to_swap"],
+                "num_cuda_streams": optimal_config["num_cuda_streams"],
+                "bandwidth_target": optimal_config["bandwidth_target"],
                 "auto_hardware_tuning": True,
                 **common,
             }
             mode = "auto"
             if debug:
+                log("")
                 log("[VRAM] 自动配置:")
-                log(f"  分块数: {config['blocks_to_swap']}")
-                log(f"  CUDA 流: {config['num_cuda_streams']}")
-                log(f"  带宽目标: {config['bandwidth_target']:.0%}")
+                log(f"  分块数: {optimal_config['blocks_to_swap']}")
+                log(f"  CUDA 流: {optimal_config['num_cuda_streams']}")
+                log(f"  带宽目标: {optimal_config['bandwidth_target']:.0%}")
         else:
-            args = {
-                "blocks_to_swap": s.blocks_to_swap,
-                "num_cuda_streams": s.num_cuda_streams,
-                "bandwidth_target": s.bandwidth_target,
-                "auto_hardware_tuning": False,
-                **common,
-            }
+            # 手动模式: 使用用户指定的参数
+            args = {**manual, "auto_hardware_tuning": False, **common}
             mode = "manual"
             if debug:
+                log("")
                 log("[VRAM] 手动配置:")
                 log(f"  分块数: {s.blocks_to_swap}" + (" (0 = 自动)" if s.blocks_to_swap == 0 else ""))
                 log(f"  CUDA 流: {s.num_cuda_streams}")
                 log(f"  带宽目标: {s.bandwidth_target:.0%}")
+        if debug and "执行计划" in sections:
+            _log_section(sections["执行计划"], log)
+        if debug:
+            log("")
         log("✓ 智能 VRAM 管理已启用")
-        return SwapSetup(args=args, mode=mode, stats=_stats_dict(stats), config=dict(config))
+        config = {k: v for k, v in optimal_config.items() if k not in ("blocks", "explanation", "explanation_en", "plan_json")}
+        return SwapSetup(args=args, mode=mode, stats=stats.to_dict(), config=config)
     except Exception as e:  # the seed's behaviour: report, then run without swapping
         log(f"[ERROR] 智能 VRAM 管理初始化失败: {e}")
         if debug:
@@ -138,3 +157,14 @@ def build_block_swap_args(
             for line in traceback.format_exc().rstrip().splitlines():
                 log(line)
         return SwapSetup(args=None, mode="off", error=str(e))
+
+
+def common_plan_flags(s: VramSettings) -> dict[str, Any]:
+    """The switches every plan takes, auto or manual."""
+    return {
+        "enable_cuda_optimization": s.enable_cuda_optimization,
+        "enable_dram_optimization": s.enable_dram_optimization,
+        "offload_txt_emb": s.offload_txt_emb,
+        "offload_img_emb": s.offload_img_emb,
+        "vace_blocks_to_swap": s.vace_blocks_to_swap,
+    }

@@ -59,7 +59,7 @@ def browser() -> Iterator["object"]:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2600", "--lang=zh-CN"):
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,3200", "--lang=zh-CN"):
         opts.add_argument(a)
     drv = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=opts)
     drv.implicitly_wait(0)
@@ -187,7 +187,7 @@ def test_manual_mode_is_shown_and_enables_manual_controls(page: Page) -> None:
     page.preset("Default")
 
 
-def test_generate_in_the_browser_and_recover_from_bad_input(page: Page, tmp_path: Path) -> None:
+def test_generate_in_the_browser_and_recover_from_bad_input(page: Page) -> None:
     page.preset("Default")
     page.wait_for(lambda: page.value("steps") == 30, "default preset")
     page.set_text("prompt", "a small boat on a lake")
@@ -207,6 +207,32 @@ def test_generate_in_the_browser_and_recover_from_bad_input(page: Page, tmp_path
     meta = page.text("metadata")
     for key in ("measured_step_ms", "peak_vram_mb", "scheduler"):
         assert key in meta
+
+
+def test_debug_log_and_timeline_in_the_browser(page: Page, tmp_path: Path) -> None:
+    page.preset("Memory Optimized")  # block swap on, auto tuning, threshold 40
+    page.wait_for(lambda: page.value("block_swap_enabled") is True, "block swap on")
+    assert not page.drv.find_elements(page.By.CSS_SELECTOR, "#debug_log textarea")  # hidden until debug mode
+    page.click_checkbox("auto_hardware_tuning")  # manual: stream 2 of the 4 blocks
+    page.wait_for(lambda: page.enabled("blocks_to_swap"), "manual controls")
+    page.set_number("blocks_to_swap", 2)
+    page.click_checkbox("vram_debug_mode")
+    page.wait_for(lambda: page.drv.find_elements(page.By.CSS_SELECTOR, "#debug_log textarea"), "the debug log box")
+    page.set_text("prompt", "a windmill")
+    page.set_number("width", TINY["width"])
+    page.set_number("height", TINY["height"])
+    page.set_number("steps", TINY["steps"])
+    page.set_number("frames", TINY["frames"])
+    before = page.el("#status textarea").get_attribute("value")
+    page.el("#generate").click()
+    page.wait_for(lambda: page.el("#status textarea").get_attribute("value") != before
+                  and "完成" in page.el("#status textarea").get_attribute("value"), "the run", 180)
+    log = page.el("#debug_log textarea").get_attribute("value")
+    for section in ("[VRAM] 当前状态:", "[VRAM] VRAM-DRAM 平衡分析:", "[VRAM] 手动配置:", "  分块数: 2", "✓ 智能 VRAM 管理已启用"):
+        assert section in log, log
+    page.wait_for(lambda: page.drv.find_elements(page.By.CSS_SELECTOR, "#timeline_plot img, #timeline_plot svg"), "the timeline plot", 30)
+    meta = page.text("metadata").replace("\n", "")
+    assert '"vram_mode":"manual"' in meta
     shot = tmp_path / "app.png"
     page.drv.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000

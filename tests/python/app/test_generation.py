@@ -163,3 +163,11 @@ def test_cli_generate(tmp_path: Path) -> None:
     assert m["scheduler"] == "ddim" and m["video"] == str(out)
     bad = subprocess.run(cmd[:-8] + ["--width", "60"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "multiple of 16" in bad.stderr
+
+
+def test_progress_reports_every_denoising_step(app: WanVideoApp) -> None:
+    calls: list[tuple] = []
+    args = dict(TINY, cfg=5.0, shift=5.0)
+    app.generate_video("a kite", "", None, args["width"], args["height"], args["frames"], 3, 5.0, 5.0, "unipc", 1,
+                       False, "inductor", False, progress=lambda p, **kw: calls.append(p))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]

@@ -97,3 +97,22 @@ def test_write_mp4_and_gallery(tmp_path) -> None:
     assert sum(1 for _ in reader) == 5
     g = gallery_frames(frames, count=3)
     assert len(g) == 3 and g[0].dtype == np.uint8 and g[0].shape == (32, 48, 3)
+
+
+def test_languages() -> None:
+    from genesis.apps.wanvideo_gradio_app import WanVideoApp, build_ui
+    from genesis.i18n import TEXT, Texts
+
+    assert Texts("zh")("vace_blocks_to_swap") == "VACE 分块数"
+    assert Texts("en")("vace_blocks_to_swap") == "VACE blocks to swap"
+    assert Texts("en")("auto_hardware_tuning") == "Automatic hardware tuning"
+    auto = Texts("auto")
+    assert auto.i18n is not None and auto.i18n.translations_dict["zh"]["vram_debug_mode"] == "调试模式"
+    assert all(zh and en for zh, en in TEXT.values())
+    for lang in ("en", "auto"):
+        demo = build_ui(WanVideoApp(lang=lang))
+        labels = [getattr(b, "label", None) for b in demo.blocks.values()]
+        if lang == "en":
+            assert "Enable intelligent VRAM management" in labels and "Debug mode" in labels
+        else:
+            assert any("vram_debug_mode" in str(x) for x in labels)
