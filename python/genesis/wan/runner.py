@@ -79,6 +79,21 @@ def log_run_summary(info: dict[str, Any], step_times: list[float], log: LogFn) -
         log(f"  每步: 预测 {info['predicted_step_ms']:.1f}ms, 实测 {1000 * sum(steady) / len(steady):.1f}ms")
 
 
+def set_compiled(loaded: LoadedModel, enabled: bool, backend: str) -> None:
+    """Compiles the transformer blocks in place, or undoes an earlier
+    compile: nn.Module.compile keeps its result in _compiled_call_impl, and
+    the model outlives the run."""
+    from genesis.blockswap import compile_blocks
+
+    for t in loaded.transformers:
+        if enabled:
+            compile_blocks(t, backend=backend)
+        else:
+            for m in t.modules():
+                if getattr(m, "_compiled_call_impl", None) is not None:
+                    m._compiled_call_impl = None
+
+
 def default_device() -> str:
     import torch
 
@@ -144,11 +159,7 @@ class WanGenerator:
             torch.cuda.reset_peak_memory_stats()
         session = swap.place(loaded, setup.args, self.device, log=emit, debug=req.vram.vram_debug_mode, video=video)
         try:
-            if req.compile_enabled:
-                from genesis.blockswap import compile_blocks
-
-                for t in loaded.transformers:
-                    compile_blocks(t, backend=req.compile_backend)
+            set_compiled(loaded, req.compile_enabled, req.compile_backend)
             seed = req.seed if req.seed >= 0 else random.randrange(2**31)
             step_times: list[float] = []
             last = [time.perf_counter()]

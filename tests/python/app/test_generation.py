@@ -171,3 +171,30 @@ def test_progress_reports_every_denoising_step(app: WanVideoApp) -> None:
     app.generate_video("a kite", "", None, args["width"], args["height"], args["frames"], 3, 5.0, 5.0, "unipc", 1,
                        False, "inductor", False, progress=lambda p, **kw: calls.append(p))
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+
+
+def test_compile_then_uncompile(app: WanVideoApp) -> None:
+    a = dict(TINY)
+    base = ("a kite", "", None, a["width"], a["height"], a["frames"], a["steps"], 5.0, 5.0, "unipc", 2)
+    _, frames_c, meta = app.generate_video(*base, True, "eager", False)
+    blocks = app.generator.model(app.default_model, False).pipe.transformer.blocks
+    assert meta["compile"] == {"enabled": True, "backend": "eager"}
+    assert all(b._compiled_call_impl is not None for b in blocks)
+    _, frames, _ = app.generate_video(*base, False, "eager", False)
+    assert all(b._compiled_call_impl is None for b in blocks)
+    for x, y in zip(frames_c, frames):
+        assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
+
+
+def test_cli_block_swap_debug(tmp_path: Path) -> None:
+    import os
+
+    out, meta = tmp_path / "swap.mp4", tmp_path / "swap.json"
+    cmd = [sys.executable, "-m", "genesis.wan.generate", "--prompt", "a cat", "--out", str(out), "--metadata", str(meta),
+           "--width", "64", "--height", "64", "--frames", "5", "--steps", "2",
+           "--block-swap", "--manual", "--blocks-to-swap", "2", "--num-cuda-streams", "2", "--debug"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(PYTHON_DIR)), cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "[VRAM] 手动配置:" in r.stdout and "✓ 智能 VRAM 管理已启用" in r.stdout
+    m = json.loads(meta.read_text())
+    assert m["vram_mode"] == "manual" and m["plan"]["streamed_count"] == 2 and m["bytes_streamed"] > 0
