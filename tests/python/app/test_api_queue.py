@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import TINY, AppServer
+from app_helpers import TINY, AppServer
 
 
 def args(prompt: str = "a lighthouse at dusk", frames: int = TINY["frames"], model: str = "") -> dict:

@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from conftest import TINY, AppServer
+from app_helpers import TINY, AppServer
 from genesis.apps.wanvideo_gradio_app import PRESETS, apply_preset
 from genesis.i18n import TEXT
 

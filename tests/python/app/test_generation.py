@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import PYTHON_DIR, ROOT, TINY
+from app_helpers import PYTHON_DIR, ROOT, TINY
 from genesis.apps.wanvideo_gradio_app import WanVideoApp
 from genesis.wan.loading import ModelError, ModelSpec, load_pipeline, transformer_size
 from genesis.wan.tiny import tiny_model_path

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY
+from app_helpers import TINY
 from genesis.apps.intelligent_vram_manager import calculate_optimal_blockswap_config, get_vram_manager
 from genesis.apps.wanvideo_gradio_app import WanVideoApp, memory_monitor_text, timeline_figure
 from genesis.wan.loading import transformer_size
