@@ -15,6 +15,14 @@ region) and torch's own copy is freed. A streamed block's parameters are
 views of its device slot during its forward (pre-hook: acquire, post-hook:
 release) and views of its host copy otherwise.
 
+DRAM pressure: blocks the plan puts on the disk tier have no host region.
+Their bytes go to the engine's spill file (vram_engine_write), or stay in
+the model file (genesis.loading.load_swapped). Outside their forward their
+parameters are placeholders (see _placeholder): the right dtype and shape,
+no memory, every element reading as zero. swap.remove() gives the real
+values back; a state_dict() taken while such blocks stream is not a copy
+of their weights.
+
 Adaptive: after the first forward the measured per-block compute time is
 given to the planner (measured_block_ms); the engine is rebuilt only when
 the placement changes. An out-of-memory error in a forward makes it stream
@@ -27,7 +35,7 @@ import logging
 import time
 import warnings
 from dataclasses import fields
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
@@ -36,6 +44,9 @@ from . import _views
 from .modelinfo import BlockPacking, ModelPacking, pack_model
 from .planning import SwapOptions, layout_for_model, planning_hardware
 from .vram import Engine, Hardware, Plan, StateError, VramError, _ffi
+
+if TYPE_CHECKING:
+    from .loading import FileSource
 
 logger = logging.getLogger("genesis.blockswap")
 LogFn = Callable[[str], None]
@@ -58,6 +69,26 @@ def _dynamo_disable(fn: Callable[..., Any], recursive: bool = True) -> Callable[
 def _oom_types() -> tuple[type[BaseException], ...]:
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
     return (oom,)
+
+
+class BuildError(RuntimeError):
+    """A file-backed model's engine could not be built (see BlockSwap)."""
+
+
+_ZEROS: dict[torch.dtype, torch.Tensor] = {}
+
+
+def _placeholder(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor of `shape` and `dtype` on the CPU that holds no memory: one
+    shared zero element expanded with stride 0. Chosen over the meta device
+    because everything that only looks at a parameter (.device, .dtype,
+    .shape, model.to(), hooks, printing, state_dict()) keeps working, and a
+    stray read gives zeros instead of an error deep inside torch. Writes
+    into it fail (expanded tensors are not writable in place)."""
+    zero = _ZEROS.get(dtype)
+    if zero is None:
+        zero = _ZEROS[dtype] = torch.zeros((), dtype=dtype)
+    return zero.expand(shape)
 
 
 class _Timer:
@@ -108,7 +139,8 @@ class BlockSwap:
                  gpu: str | None = None, vram_mb: float | None = None,
                  dram_mb: float | None = None, hardware: Hardware | None = None, adaptive: bool = True,
                  max_oom_retries: int = 4, vram_debug_mode: bool = False,
-                 log: LogFn | None = None, engine_options: dict[str, Any] | None = None) -> None:
+                 log: LogFn | None = None, engine_options: dict[str, Any] | None = None,
+                 source: FileSource | None = None) -> None:
         if getattr(model, _ATTACHED, None) is not None:
             raise ValueError("block swapping is already applied to this model: call .remove() first")
         self.model = model
@@ -143,18 +175,27 @@ class BlockSwap:
         else:
             self.hw, self.gpu_index, self.host_mode = planning_hardware(
                 gpu, vram_mb, self.device.index or 0, dram_mb)
-        self.layout = layout_for_model(self.packing)
+        # source: the blocks' bytes are in a model file (genesis.loading), the
+        # layout is that file's and the model's block tensors are on meta.
+        self.source = source
+        if source is not None:
+            source.adopt(self.packing)
+            self.layout = source.layout
+        else:
+            self.layout = layout_for_model(self.packing)
         self.plan_kwargs = options.plan_kwargs(self.gpu_index)
         self.plan = Plan.create(self.layout, self.hw, **self.plan_kwargs)
 
         self.engine: Engine | None = None
         self._streamed: set[int] = set()
         self._host_base: dict[int, torch.Tensor] = {}
+        self._parked: set[int] = set()  # disk-tier blocks: placeholders
         self._device_addr: dict[int, int] = {}  # CUDA resident blocks
         self._slot_views: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._timer: _Timer | None = _Timer(self.device) if adaptive else None
         self._hooks: list[Any] = []
-        self._orig_device = next((t.device for t in model.parameters()), torch.device("cpu"))
+        self._orig_device = (self.device if source is not None else
+                             next((t.device for t in model.parameters()), torch.device("cpu")))
         self._offload = self._offloaded_embedders()
 
         if self.debug:
@@ -178,52 +219,66 @@ class BlockSwap:
     # ---- the engine -----------------------------------------------------
 
     def _build_engine(self, plan: Plan) -> None:
-        """Creates the engine for `plan` and moves the blocks' weights into it.
+        """Creates the engine for `plan` and moves the blocks' weights into it
+        (from the model's tensors, or from the model file with a source).
         On failure the model keeps (or gets back) its own tensors and runs
-        unswapped, with a warning."""
+        unswapped, with a warning; with a source it raises BuildError (the
+        file's weights are never loaded whole behind the user's back)."""
         streamed = set(plan.streamed_blocks())
+        from_file = self.source is not None
         try:
             engine = Engine.create(plan, self.layout, backend=self.backend,
                                    device=self.device.index or 0, **self.engine_options)
         except VramError as e:
-            self._fall_back(f"libvram could not create the engine ({e})")
+            self._fall_back(f"libvram could not create the engine ({e})", e)
             return
         try:
+            if from_file:
+                engine.load_files()  # streamed and resident blocks; disk tier stays in the file
             bases: dict[int, torch.Tensor] = {}
             addrs: dict[int, int] = {}
+            parked: set[int] = set()
             for blk in self.packing.blocks:
+                held = blk.index in streamed or from_file or self.backend == "cuda"
+                if not held:
+                    continue  # host backend: resident blocks keep torch's tensors
+                self._check_size(engine, blk)
+                if not from_file:
+                    self._write(engine, blk)
                 if blk.index in streamed:
                     ptr = engine.host_ptr(blk.index)
-                    if not ptr:
-                        raise StateError(_ffi.E_STATE, f"block {blk.index} has no host region "
-                                         "(the disk tier needs a model file)",
-                                         "vram_engine_host_ptr")
-                    self._check_size(engine, blk)
-                    self._write(engine, blk)
-                    bases[blk.index] = _views.byte_view(ptr, blk.packed_bytes, torch.device("cpu"))
-                elif self.backend == "cuda":
-                    self._check_size(engine, blk)
-                    self._write(engine, blk)
-                    addr = engine.acquire(blk.index, self._stream())
+                    if ptr:
+                        bases[blk.index] = _views.byte_view(ptr, blk.packed_bytes,
+                                                            torch.device("cpu"))
+                    else:  # disk tier: spill file or model file, no host region
+                        parked.add(blk.index)
+                else:
+                    addrs[blk.index] = engine.acquire(blk.index, self._stream())
                     engine.release(blk.index, self._stream())
-                    addrs[blk.index] = addr
         except VramError as e:
             engine.destroy()
-            self._fall_back(f"libvram could not fill the engine ({e})")
+            self._fall_back(f"libvram could not fill the engine ({e})", e)
             return
         # Committed: from here on the weights live in the engine.
         self.engine, self.plan = engine, plan
         self._streamed, self._host_base, self._device_addr = streamed, bases, addrs
+        self._parked = parked
         self._slot_views.clear()
         for blk in self.packing.blocks:
             if blk.index in bases:
                 self._point_at(blk, bases[blk.index])
             elif blk.index in addrs:
                 self._point_at(blk, _views.byte_view(addrs[blk.index], blk.packed_bytes,
-                                                     self.device))
+                                                     self._engine_device()))
+            elif blk.index in parked:
+                self._park(blk)
         engine.reset_stats()
         self.engine_builds += 1
         self.active = True
+
+    def _engine_device(self) -> torch.device:
+        """Where the engine's device addresses live (RAM on the host backend)."""
+        return self.device if self.backend == "cuda" else torch.device("cpu")
 
     @staticmethod
     def _check_size(engine: Engine, blk: BlockPacking) -> None:
@@ -248,19 +303,48 @@ class BlockSwap:
         for s in blk.slots:
             s.set(_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape))
 
+    @staticmethod
+    def _park(blk: BlockPacking) -> None:
+        """Placeholders for a block whose bytes are on disk (see _placeholder)."""
+        for s in blk.slots:
+            s.set(_placeholder(s.dtype, s.shape))
+
+    def _slot_copy(self, blk: BlockPacking) -> list[torch.Tensor]:
+        """CPU copies of a streamed block's tensors, through a slot."""
+        assert self.engine is not None
+        addr = self.engine.acquire(blk.index, self._stream())
+        try:
+            base = _views.byte_view(addr, blk.packed_bytes, self._engine_device())
+            return [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape).to(
+                "cpu", copy=True) for s in blk.slots]
+        finally:
+            self.engine.release(blk.index, self._stream())
+
     def _materialize(self) -> None:
-        """Gives every engine-held tensor its own torch storage again (CPU)."""
+        """Gives every engine-held tensor its own torch storage again (CPU).
+        With a source nothing is copied: the blocks are parked and their
+        bytes stay in the model file."""
         for blk in self.packing.blocks:
+            if self.source is not None:
+                if (blk.index in self._host_base or blk.index in self._device_addr
+                        or blk.index in self._parked):
+                    self._park(blk)
+                continue
+            if blk.index in self._parked:
+                for s, t in zip(blk.slots, self._slot_copy(blk)):
+                    s.set(t)
+                continue
             base = self._host_base.get(blk.index)
             if base is None and blk.index in self._device_addr:
-                base = _views.byte_view(self._device_addr[blk.index], blk.packed_bytes, self.device)
+                base = _views.byte_view(self._device_addr[blk.index], blk.packed_bytes,
+                                        self._engine_device())
             if base is None:
                 continue
             for s in blk.slots:
                 s.set(_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape).to(
                     "cpu", copy=True))
         self._host_base, self._device_addr, self._slot_views = {}, {}, {}
-        self._streamed = set()
+        self._streamed, self._parked = set(), set()
 
     def _destroy_engine(self) -> None:
         if self.engine is not None:
@@ -270,12 +354,19 @@ class BlockSwap:
         self.active = False
 
     def _rebuild(self, plan: Plan) -> None:
+        old = self.plan
         self._destroy_engine()
-        self._build_engine(plan)
+        try:
+            self._build_engine(plan)
+        except BuildError:
+            logger.warning("genesis block swap: the new plan's engine failed; keeping the old plan")
+            self._build_engine(old)  # raises when the plan that worked fails too
         if self.active and self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _fall_back(self, reason: str) -> None:
+    def _fall_back(self, reason: str, error: BaseException | None = None) -> None:
+        if self.source is not None:
+            raise BuildError(f"genesis block swap: {reason}") from error
         self.fallback_reason = reason
         msg = f"genesis block swap: {reason}; running the model unswapped"
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
@@ -356,7 +447,11 @@ class BlockSwap:
             if self.active and blk.index in self._streamed:
                 assert self.engine is not None
                 self.engine.release(blk.index, self._stream())
-                self._point_at(blk, self._host_base[blk.index])
+                base = self._host_base.get(blk.index)
+                if base is not None:
+                    self._point_at(blk, base)
+                else:
+                    self._park(blk)
         return post
 
     def _forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -459,6 +554,8 @@ class BlockSwap:
             "plan": self.plan.summary(),
             "blocks": self.plan.blocks(),
             "streamed_blocks": self.streamed_blocks,
+            "disk_blocks": sorted(self._parked),
+            "file_backed": self.source is not None,
             "forwards": self.forwards,
             "measured_block_ms": self.measured_block_ms,
             "replans": list(self.replans),
@@ -501,6 +598,8 @@ class BlockSwap:
         if self.engine is not None:
             self.engine.synchronize()
         self._destroy_engine()
+        if self.source is not None:  # the blocks come back from the model file
+            self.source.materialize(self.packing, self._orig_device)
         for h in self._hooks:
             h.remove()
         self._hooks = []
