@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(build-essential clang libclang-rt-14-dev cmake ninja-build pkg-config
-              libcjson-dev valgrind chromium chromium-driver)
+              libcjson-dev valgrind chromium chromium-driver fonts-wqy-zenhei)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
