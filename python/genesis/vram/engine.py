@@ -6,6 +6,7 @@ import ctypes
 from typing import Any, Sequence
 
 from . import _ffi
+from ._handle import Handle
 from .errors import check
 from .layout import Layout
 from .plan import Plan
@@ -13,12 +14,14 @@ from .plan import Plan
 BACKENDS = {"auto": _ffi.BACKEND_AUTO, "host": _ffi.BACKEND_HOST, "cuda": _ffi.BACKEND_CUDA}
 
 
-class Engine:
+class Engine(Handle):
     """A vram_engine. Keeps its plan and layout alive; destroy() frees the
     host regions and slots (tensor views into them must be gone by then)."""
 
+    _free_name = "vram_engine_destroy"
+
     def __init__(self, handle: int, plan: Plan, layout: Layout) -> None:
-        self._h: int | None = handle
+        super().__init__(handle)
         self.plan = plan
         self.layout = layout
 
@@ -39,34 +42,7 @@ class Engine:
                                           ctypes.byref(h)), "vram_engine_create")
         return cls(h.value or 0, plan, layout)
 
-    @property
-    def handle(self) -> int:
-        if not self._h:
-            raise ValueError("Engine was destroyed")
-        return self._h
-
-    @property
-    def alive(self) -> bool:
-        return bool(self._h)
-
-    def destroy(self) -> None:
-        if self._h:
-            _ffi.lib.vram_engine_destroy(self._h)
-            self._h = None
-
-    close = destroy
-
-    def __del__(self) -> None:
-        try:
-            self.destroy()
-        except Exception:
-            pass
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.destroy()
+    destroy = Handle.close
 
     def host_ptr(self, block: int) -> int:
         """Host address of a streamed block's region (0 when it has none)."""

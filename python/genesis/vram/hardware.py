@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _ffi
+from ._handle import Handle
 from .errors import check
 
 
@@ -55,11 +56,13 @@ def find_gpu_profile(name: str) -> dict[str, Any]:
     return p.to_dict()
 
 
-class Hardware:
+class Hardware(Handle):
     """A vram_hw: probed GPUs and DRAM, with optional simulation overrides."""
 
+    _free_name = "vram_hw_free"
+
     def __init__(self, handle: int) -> None:
-        self._h: int | None = handle
+        super().__init__(handle)
 
     @classmethod
     def probe(cls, gpus: bool = True) -> Hardware:
@@ -68,29 +71,6 @@ class Hardware:
         fn = _ffi.lib.vram_hw_probe if gpus else _ffi.lib.vram_hw_probe_dram_only
         check(fn(ctypes.byref(h)), "vram_hw_probe")
         return cls(h.value or 0)
-
-    @property
-    def handle(self) -> int:
-        if not self._h:
-            raise ValueError("Hardware was closed")
-        return self._h
-
-    def close(self) -> None:
-        if self._h:
-            _ffi.lib.vram_hw_free(self._h)
-            self._h = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> Hardware:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def gpu_count(self) -> int:

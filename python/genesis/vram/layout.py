@@ -9,6 +9,7 @@ from os import PathLike
 from typing import Any, Sequence
 
 from . import _ffi
+from ._handle import Handle
 from .errors import check
 
 
@@ -29,11 +30,13 @@ def catalog() -> dict[str, str]:
     }
 
 
-class Layout:
+class Layout(Handle):
     """A vram_layout handle."""
 
+    _free_name = "vram_layout_free"
+
     def __init__(self, handle: int) -> None:
-        self._h: int | None = handle
+        super().__init__(handle)
 
     @staticmethod
     def _make(fn: Any, call: str, *args: Any) -> Layout:
@@ -67,29 +70,6 @@ class Layout:
         arr = (ctypes.c_uint64 * max(1, len(block_bytes)))(*block_bytes)
         return cls._make(_ffi.lib.vram_layout_from_blocks, "vram_layout_from_blocks",
                          arr, len(block_bytes), int(rest_bytes), int(dim))
-
-    @property
-    def handle(self) -> int:
-        if not self._h:
-            raise ValueError("Layout was closed")
-        return self._h
-
-    def close(self) -> None:
-        if self._h:
-            _ffi.lib.vram_layout_free(self._h)
-            self._h = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> Layout:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def info(self) -> dict[str, Any]:
         i = _ffi.LayoutInfo.new()

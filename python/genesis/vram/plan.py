@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from . import _ffi
+from ._handle import Handle
 from .errors import check
 from .hardware import Hardware
 from .layout import Layout
@@ -38,11 +39,13 @@ def make_options(**options: Any) -> _ffi.PlanOptions:
     return o
 
 
-class Plan:
+class Plan(Handle):
     """A vram_plan. Keeps its layout and hardware alive."""
 
+    _free_name = "vram_plan_free"
+
     def __init__(self, handle: int, layout: Layout, hw: Hardware) -> None:
-        self._h: int | None = handle
+        super().__init__(handle)
         self.layout = layout
         self.hw = hw
 
@@ -53,29 +56,6 @@ class Plan:
         check(_ffi.lib.vram_plan_create(layout.handle, hw.handle, ctypes.byref(o),
                                         ctypes.byref(h)), "vram_plan_create")
         return cls(h.value or 0, layout, hw)
-
-    @property
-    def handle(self) -> int:
-        if not self._h:
-            raise ValueError("Plan was closed")
-        return self._h
-
-    def close(self) -> None:
-        if self._h:
-            _ffi.lib.vram_plan_free(self._h)
-            self._h = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self) -> Plan:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def summary(self) -> dict[str, Any]:
         s = _ffi.PlanSummary.new()
