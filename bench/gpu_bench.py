@@ -1,0 +1,764 @@
+#!/usr/bin/env python3
+"""GPU benchmark: a Wan-14B-shaped transformer under a 24 GB VRAM cap, genesis
+against the peers.
+
+    python bench/gpu_bench.py --out out/gpu-bench            # on a CUDA machine
+    python bench/gpu_bench.py --device cpu --tiny --tokens 4590 --cap-gb 0.09 --out /tmp/b  # logic check
+
+Model: diffusers' WanTransformer3DModel with the Wan 2.1 T2V 14B config (40
+blocks, dim 5120, ffn 13824, 40 heads), random bf16 weights, built directly
+on the GPU (no checkpoint, no download). Without diffusers: a self-contained
+module of 40 Wan blocks with the exact 14B block shapes (self-attention q/k/v/o
+with RMSNorm on q and k, cross-attention over 512 text tokens, LayerNorm norm3,
+FFN 5120->13824->5120, modulation 1x6x5120: 351,394,304 parameters per block)
+and SDPA; it lacks RoPE and the embedders (< 2% of the FLOPs), stated in the
+output as model "wan-blocks-14b".
+
+One forward (batch 1, one pass) at 4,590 tokens (544x432, 17 frames) and at
+32,760 tokens (832x480, 81 frames). Modes:
+  ceiling          all resident, no cap
+  genesis          genesis.blockswap, automatic plan for 24 GB
+  genesis-sync     the same with enable_cuda_optimization=False
+  legacy           genesis.legacy_blockswap (kijai's WanVideoBlockSwap) at its
+                   best setting (use_non_blocking, prefetch_blocks=1) with the
+                   same number of swapped blocks as genesis' plan
+  legacy-default   the same with kijai's defaults (blocking .to(), no prefetch)
+  diffusers-group  diffusers apply_group_offloading(block_level,
+                   num_blocks_per_group=1, use_stream, record_stream)
+  mmgp             mmgp's block-streaming profile (HighRAM_LowVRAM), when
+                   mmgp is importable; skipped with a note otherwise
+Every capped mode runs with torch.cuda.set_per_process_memory_fraction(24 GB);
+genesis is also planned for 24 GB (its engine allocates through the CUDA
+driver, outside torch's allocator, so the device-wide peak is what counts).
+
+Per mode and token count: median of --reps (>= 3) forwards after one warm-up,
+min and max, peak VRAM (device-wide, sampled every 2 ms, minus the baseline
+before the mode; and torch's own peak), host RSS, pinned host bytes, bytes
+streamed per forward, the bound max(all-resident time, streamed bytes /
+measured pinned bandwidth) and the ratio to it, and the largest difference
+from the all-resident output. Writes results.json and results.md under --out
+after every mode (a run cut short keeps what it measured).
+
+Without CUDA it prints why and exits 0 without measuring anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+GB = 1e9
+GIB = 2**30
+
+TOKENS = {  # tokens: (width, height, frames); tokens = ((f-1)/4+1) * h/16 * w/16
+    4590: (544, 432, 17),
+    32760: (832, 480, 81),
+}
+WAN14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128,
+              in_channels=16, out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=13824,
+              num_layers=40, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
+              image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=1024)
+TINY = dict(WAN14B, num_attention_heads=2, attention_head_dim=32, text_dim=64, ffn_dim=96,
+            num_layers=6, freq_dim=32)
+ALL_MODES = ("ceiling", "genesis", "genesis-sync", "legacy", "legacy-default",
+             "diffusers-group", "mmgp")
+
+
+def log(msg: str) -> None:
+    print(f"[gpu_bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def setup_genesis() -> None:
+    """Makes genesis importable from this checkout: python/ on the path, and
+    libvram from $VRAM_LIBRARY, the package's own copy, or a build*/ folder."""
+    if str(ROOT / "python") not in sys.path:
+        sys.path.insert(0, str(ROOT / "python"))
+    if os.environ.get("VRAM_LIBRARY") or (ROOT / "python/genesis/_lib/libvram.so").exists():
+        return
+    built = sorted(ROOT.glob("build*/libvram.so"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if built:
+        os.environ["VRAM_LIBRARY"] = str(built[0])
+
+
+# ---------------------------------------------------------------- the model
+
+def build_wan_blocks_module(cfg: dict[str, Any]):
+    """Self-contained Wan transformer blocks (no diffusers): exact block
+    shapes, SDPA attention, no RoPE, no embedders."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    dim = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    heads, ffn, text_dim = cfg["num_attention_heads"], cfg["ffn_dim"], cfg["text_dim"]
+
+    class RMSNorm(nn.Module):
+        def __init__(self, d: int) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(d))
+
+        def forward(self, x):
+            return F.rms_norm(x, (x.shape[-1],), self.weight, 1e-6)
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+            self.norm_q, self.norm_k = RMSNorm(dim), RMSNorm(dim)
+
+        def forward(self, x, ctx=None):
+            src = x if ctx is None else ctx
+            b = x.shape[0]
+            q = self.norm_q(self.q(x)).view(b, -1, heads, dim // heads).transpose(1, 2)
+            k = self.norm_k(self.k(src)).view(b, -1, heads, dim // heads).transpose(1, 2)
+            v = self.v(src).view(b, -1, heads, dim // heads).transpose(1, 2)
+            y = F.scaled_dot_product_attention(q, k, v)
+            return self.o(y.transpose(1, 2).reshape(b, -1, dim))
+
+    class WanBlock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.self_attn = Attention()
+            self.norm3 = nn.LayerNorm(dim, eps=1e-6)
+            self.cross_attn = Attention()
+            self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+            self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(approximate="tanh"),
+                                     nn.Linear(ffn, dim))
+            self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+
+        def forward(self, x, e, ctx):
+            sh1, sc1, g1, sh2, sc2, g2 = (self.modulation + e).chunk(6, dim=1)
+            x = x + self.self_attn(self.norm1(x) * (1 + sc1) + sh1) * g1
+            x = x + self.cross_attn(self.norm3(x), ctx)
+            return x + self.ffn(self.norm2(x) * (1 + sc2) + sh2) * g2
+
+    class WanBlocks(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.text_embedding = nn.Linear(text_dim, dim)
+            self.blocks = nn.ModuleList(WanBlock() for _ in range(cfg["num_layers"]))
+            self.head = nn.Linear(dim, 64)
+
+        def forward(self, x, e, text):
+            ctx = self.text_embedding(text)
+            for blk in self.blocks:
+                x = blk(x, e, ctx)
+            return self.head(x)
+
+    return WanBlocks()
+
+
+def build_model(tiny: bool, device, force_fallback: bool):
+    """(model, kind, inputs(tokens) -> (args, kwargs)). Built on `device`
+    in bf16 with small random weights (std 1/sqrt(fan_in): activations stay
+    finite over 40 blocks)."""
+    import torch
+
+    cfg = TINY if tiny else WAN14B
+    kind = "diffusers-wan-14b" if not tiny else "diffusers-wan-tiny"
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device), torch.no_grad():
+            model = None
+            if not force_fallback:
+                try:
+                    from diffusers import WanTransformer3DModel
+
+                    model = WanTransformer3DModel(**cfg)
+                except ImportError:
+                    model = None
+            if model is None:
+                model = build_wan_blocks_module(cfg)
+                kind = "wan-blocks-14b" if not tiny else "wan-blocks-tiny"
+            gen = torch.Generator(device=device).manual_seed(0)
+            for name, p in model.named_parameters():
+                if p.ndim >= 2:
+                    p.normal_(0.0, p.shape[-1] ** -0.5, generator=gen)
+                elif "norm" in name and name.endswith("weight"):
+                    p.fill_(1.0)
+                else:
+                    p.normal_(0.0, 0.02, generator=gen)
+    finally:
+        torch.set_default_dtype(old)
+    model = model.to(torch.bfloat16).eval().requires_grad_(False)
+    dim = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+
+    def inputs(tokens: int, dev):
+        w, h, f = TOKENS[tokens]
+        g = torch.Generator(device="cpu").manual_seed(tokens)
+        text = torch.randn(1, 512, cfg["text_dim"], generator=g).to(dev, torch.bfloat16)
+        if kind.startswith("diffusers"):
+            lat = (f - 1) // 4 + 1
+            hs = torch.randn(1, cfg["in_channels"], lat, h // 8, w // 8, generator=g)
+            return (), dict(hidden_states=hs.to(dev, torch.bfloat16),
+                            timestep=torch.tensor([500], device=dev),
+                            encoder_hidden_states=text, return_dict=False)
+        x = torch.randn(1, tokens, dim, generator=g).to(dev, torch.bfloat16)
+        e = (torch.randn(1, 6, dim, generator=g) * 0.1).to(dev, torch.bfloat16)
+        return (x, e, text), {}
+
+    return model, kind, inputs
+
+
+def first_tensor(out):
+    import torch
+
+    while not isinstance(out, torch.Tensor):
+        out = out[0]
+    return out
+
+
+def block_list(model):
+    return model.blocks
+
+
+def module_bytes(m) -> int:
+    seen, total = set(), 0
+    for t in list(m.parameters()) + list(m.buffers()):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
+
+
+# ---------------------------------------------------------------- measuring
+
+class PeakSampler:
+    """Device-wide used memory (cudaMemGetInfo) sampled every 2 ms."""
+
+    def __init__(self, cuda: bool) -> None:
+        self.cuda = cuda
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t: threading.Thread | None = None
+
+    def used(self) -> int:
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        return total - free
+
+    def __enter__(self) -> PeakSampler:
+        if self.cuda:
+            self.peak = self.used()
+            self._t = threading.Thread(target=self._run, daemon=True)
+            self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.used())
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._t is not None:
+            self._t.join()
+            self.peak = max(self.peak, self.used())
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def torch_pinned_bytes() -> int:
+    """Bytes held by torch's pinned host allocator (0 when unknown)."""
+    import torch
+
+    try:
+        s = torch.cuda.host_memory_stats()
+    except Exception:
+        return 0
+    for key in ("reserved_bytes.current", "allocated_bytes.current"):
+        if key in s:
+            return int(s[key])
+    return 0
+
+
+def sync(cuda: bool) -> None:
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def timed_forwards(model, args, kwargs, reps: int, cuda: bool,
+                   after_warmup: Callable[[], None] | None = None):
+    """One warm-up forward, then `reps` timed ones. (times_s, output of the
+    last forward)."""
+    import torch
+
+    with torch.no_grad():
+        out = model(*args, **kwargs)
+        sync(cuda)
+        if after_warmup:
+            after_warmup()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            out = model(*args, **kwargs)
+            sync(cuda)
+            times.append(time.perf_counter() - t)
+    return times, first_tensor(out).float().cpu()
+
+
+def pinned_bandwidth_gbps(cuda: bool, mib: int = 1024) -> dict[str, Any]:
+    """Host-to-device copy of a pinned buffer (and a pageable one) with torch,
+    median of 5, GB/s (1e9 bytes)."""
+    import torch
+
+    if not cuda:
+        return {"pinned_gbps": None, "pageable_gbps": None, "bytes": 0}
+    n = mib * 2**20
+    dev = torch.empty(n, dtype=torch.uint8, device="cuda")
+    res: dict[str, Any] = {"bytes": n}
+    for name, pin in (("pinned_gbps", True), ("pageable_gbps", False)):
+        host = torch.empty(n, dtype=torch.uint8, pin_memory=pin)
+        host.fill_(1)
+        dev.copy_(host, non_blocking=pin)
+        torch.cuda.synchronize()
+        speeds = []
+        for _ in range(5):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            dev.copy_(host, non_blocking=pin)
+            b.record()
+            b.synchronize()
+            speeds.append(n / (a.elapsed_time(b) / 1e3) / GB)
+        res[name] = statistics.median(speeds)
+        del host
+    del dev
+    torch.cuda.empty_cache()
+    return res
+
+
+# ---------------------------------------------------------------- the modes
+
+class Bench:
+    def __init__(self, a: argparse.Namespace) -> None:
+        import torch
+
+        self.a = a
+        self.cuda = a.device == "cuda"
+        self.dev = torch.device(a.device)
+        self.cap_bytes = int(a.cap_gb * GB)
+        self.results: list[dict[str, Any]] = []
+        self.resident_s: dict[int, float] = {}
+        self.reference: dict[int, Any] = {}
+        self.t_start = time.perf_counter()
+        self.out = Path(a.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.meta: dict[str, Any] = {}
+        self.model = None
+        self.kind = ""
+        self.inputs: Callable[..., Any] | None = None
+        self.tainted = False  # a peer installed hooks we cannot remove
+
+    # -- bookkeeping
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t_start
+
+    def cap(self, on: bool) -> None:
+        if not self.cuda:
+            return
+        import torch
+
+        total = torch.cuda.get_device_properties(self.dev).total_memory
+        torch.cuda.set_per_process_memory_fraction(
+            min(1.0, self.cap_bytes / total) if on else 1.0, self.dev)
+
+    def reset_device(self) -> int:
+        gc.collect()
+        if not self.cuda:
+            return 0
+        import torch
+
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        free, total = torch.cuda.mem_get_info()
+        return total - free
+
+    def fresh_model(self) -> None:
+        import torch
+
+        self.model = None
+        gc.collect()
+        if self.cuda:
+            torch.cuda.empty_cache()
+        t = time.perf_counter()
+        build_dev = self.dev if self.cuda else torch.device("cpu")
+        self.model, self.kind, self.inputs = build_model(self.a.tiny, build_dev,
+                                                         self.a.no_diffusers)
+        self.meta["model_build_s"] = round(time.perf_counter() - t, 2)
+        self.tainted = False
+
+    def to_cpu(self) -> None:
+        import torch
+
+        t = time.perf_counter()
+        self.model.to("cpu")
+        if self.cuda:
+            torch.cuda.empty_cache()
+        self.meta.setdefault("to_cpu_s", round(time.perf_counter() - t, 2))
+
+    def record(self, mode: str, tokens: int, times: list[float] | None, out=None,
+               peak: int = 0, baseline: int = 0, streamed: int | None = None,
+               pinned: int = 0, note: str = "", extra: dict[str, Any] | None = None,
+               error: str = "") -> None:
+        r: dict[str, Any] = {"mode": mode, "tokens": tokens, "note": note, "error": error}
+        if times:
+            import torch
+
+            med = statistics.median(times)
+            r.update(median_s=med, min_s=min(times), max_s=max(times), reps=len(times),
+                     times_s=times)
+            if self.cuda:
+                r["peak_vram_bytes"] = max(0, peak - baseline)
+                r["torch_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+                r["torch_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+            r["host_rss_bytes"] = rss_bytes()
+            r["pinned_bytes"] = pinned
+            r["streamed_bytes_per_forward"] = streamed
+            bw = self.meta.get("bandwidth", {}).get("pinned_gbps")
+            res = self.resident_s.get(tokens)
+            if res is not None:
+                copy_s = (streamed or 0) / (bw * GB) if bw else 0.0
+                r["bound_s"] = max(res, copy_s)
+                r["vs_bound"] = med / r["bound_s"] if r["bound_s"] > 0 else None
+            if out is not None:
+                if tokens in self.reference:
+                    r["max_abs_diff_vs_resident"] = float(
+                        (out - self.reference[tokens]).abs().max())
+                r["output_finite"] = bool(torch.isfinite(out).all())
+        if extra:
+            r.update(extra)
+        self.results.append(r)
+        log(f"{mode:16s} {tokens:6d} tokens: " + (
+            f"median {r['median_s']:.3f} s"
+            + (f", bound {r['bound_s']:.3f} s ({r['vs_bound']:.2f}x)" if r.get("bound_s") else "")
+            + (f", peak VRAM {r.get('peak_vram_bytes', 0) / GB:.2f} GB" if self.cuda else "")
+            if times else f"skipped/failed: {error or note}"))
+        self.write()
+
+    def run_mode(self, mode: str, fn: Callable[[int], None]) -> None:
+        for tokens in self.a.tokens:
+            if self.elapsed() > self.a.budget_s:
+                self.record(mode, tokens, None, note=f"skipped: time budget {self.a.budget_s:.0f} s "
+                            "spent")
+                continue
+            try:
+                fn(tokens)
+            except Exception as e:  # one mode failing must not end the run
+                self.record(mode, tokens, None, error=f"{type(e).__name__}: {e}".splitlines()[0])
+                traceback.print_exc()
+            finally:
+                self.cap(False)
+                self.reset_device()
+
+    # -- modes
+    def ceiling(self, tokens: int) -> None:
+        import torch
+
+        self.model.to(self.dev)
+        # The weights count in this mode's peak: the baseline is without them.
+        base = self.reset_device() - (module_bytes(self.model) if self.cuda else 0)
+        args, kw = self.inputs(tokens, self.dev)
+        with PeakSampler(self.cuda) as ps:
+            times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
+        self.resident_s[tokens] = statistics.median(times)
+        self.reference[tokens] = out
+        self.record("ceiling", tokens, times, out, ps.peak, base, streamed=0,
+                    note="all resident, no cap", extra={"model_bytes": module_bytes(self.model)})
+        del args, kw
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def genesis(self, tokens: int, cuda_opt: bool = True) -> None:
+        from genesis.blockswap import apply_block_swap
+
+        mode = "genesis" if cuda_opt else "genesis-sync"
+        w, h, f = TOKENS[tokens]
+        base = self.reset_device()
+        self.cap(True)
+        t = time.perf_counter()
+        swap = apply_block_swap(self.model, device=self.dev,
+                                vram_mb=self.cap_bytes / 2**20,
+                                width=w, height=h, frames=f, passes_per_step=1,
+                                enable_cuda_optimization=cuda_opt)
+        setup_s = time.perf_counter() - t
+        try:
+            args, kw = self.inputs(tokens, self.dev)
+
+            def reset() -> None:
+                if swap.engine is not None:
+                    swap.engine.reset_stats()
+
+            with PeakSampler(self.cuda) as ps:
+                times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda, reset)
+            st = swap.stats()
+            eng = st["engine"] or {}
+            plan = st["plan"]
+            self.genesis_streamed = getattr(self, "genesis_streamed", {})
+            self.genesis_streamed[tokens] = len(st["streamed_blocks"])
+            self.record(mode, tokens, times, out, ps.peak, base,
+                        streamed=int(eng.get("bytes_copied", 0) / max(1, len(times))),
+                        pinned=int(eng.get("pinned_bytes", 0)),
+                        note="" if st["active"] else f"fell back: {st['fallback_reason']}",
+                        extra={"setup_s": setup_s, "streamed_blocks": len(st["streamed_blocks"]),
+                               "slots": plan["slot_count"], "copy_streams": plan["copy_streams"],
+                               "predicted_forward_s": plan["predicted_forward_ms"] / 1e3,
+                               "predicted_peak_bytes": plan["predicted_peak_bytes"],
+                               "engine_device_bytes": eng.get("device_bytes"),
+                               "overlap_ratio": eng.get("overlap_ratio"),
+                               "compute_wait_ms": eng.get("compute_wait_ms"),
+                               "replans": st["replans"], "engine_builds": st["engine_builds"]})
+        finally:
+            swap.remove()
+            self.model.to("cpu")
+
+    def legacy(self, tokens: int, best: bool = True) -> None:
+        from genesis.legacy_blockswap import apply_legacy_block_swap
+
+        blocks = block_list(self.model)
+        n = getattr(self, "genesis_streamed", {}).get(tokens)
+        note = "same swapped count as genesis' plan"
+        if n is None:
+            n = len(blocks) // 2
+            note = "half the blocks swapped (genesis did not run)"
+        n = max(n, 1)
+        base = self.reset_device()
+        self.cap(True)
+        t = time.perf_counter()
+        swap = apply_legacy_block_swap(self.model, blocks_to_swap=n, use_non_blocking=best,
+                                       prefetch_blocks=1 if best else 0, device=self.dev)
+        setup_s = time.perf_counter() - t
+        try:
+            args, kw = self.inputs(tokens, self.dev)
+            with PeakSampler(self.cuda) as ps:
+                times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
+            streamed = sum(module_bytes(blocks[i]) for i in swap.swapped)
+            self.record("legacy" if best else "legacy-default", tokens, times, out, ps.peak, base,
+                        streamed=streamed, pinned=0,
+                        note=note + ("; use_non_blocking=True, prefetch_blocks=1" if best
+                                     else "; blocking .to(), no prefetch"),
+                        extra={"setup_s": setup_s, "streamed_blocks": n})
+        finally:
+            swap.remove()
+            self.model.to("cpu")
+
+    def diffusers_group(self, tokens: int) -> None:
+        try:
+            from diffusers.hooks import apply_group_offloading
+        except ImportError as e:
+            self.record("diffusers-group", tokens, None, note=f"skipped: diffusers not importable ({e})")
+            return
+        if not self.cuda:
+            self.record("diffusers-group", tokens, None,
+                        note="skipped: use_stream needs a CUDA device")
+            return
+        import torch
+
+        if not getattr(self, "group_applied", False):
+            if self.tainted:
+                self.fresh_model()
+                self.to_cpu()
+            t = time.perf_counter()
+            apply_group_offloading(self.model, onload_device=self.dev, offload_device="cpu",
+                                   offload_type="block_level", num_blocks_per_group=1,
+                                   use_stream=True, record_stream=True)
+            self.group_setup_s = time.perf_counter() - t
+            self.group_applied = True
+            self.tainted = True
+        base = self.reset_device()
+        self.cap(True)
+        args, kw = self.inputs(tokens, self.dev)
+        with PeakSampler(self.cuda) as ps:
+            times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
+        self.record("diffusers-group", tokens, times, out, ps.peak, base,
+                    streamed=module_bytes(self.model), pinned=torch_pinned_bytes(),
+                    note="block_level, num_blocks_per_group=1, use_stream, record_stream; "
+                    "streams every group each forward",
+                    extra={"setup_s": self.group_setup_s})
+
+    def mmgp(self, tokens: int) -> None:
+        try:
+            from mmgp import offload, profile_type
+        except ImportError as e:
+            self.record("mmgp", tokens, None, note=f"skipped: mmgp not importable ({e}); "
+                        "pip install mmgp to include it")
+            return
+        if not self.cuda:
+            self.record("mmgp", tokens, None, note="skipped: mmgp needs a CUDA device")
+            return
+        if not getattr(self, "mmgp_applied", False):
+            if self.tainted:
+                self.fresh_model()
+                self.to_cpu()
+            t = time.perf_counter()
+            budget_mb = int(self.cap_bytes / 2**20 * 0.5)
+            offload.profile({"transformer": self.model}, profile_type.HighRAM_LowVRAM,
+                            budgets={"transformer": budget_mb}, verboseLevel=0)
+            self.mmgp_setup_s = time.perf_counter() - t
+            self.mmgp_applied = True
+            self.tainted = True
+        base = self.reset_device()
+        self.cap(True)
+        args, kw = self.inputs(tokens, self.dev)
+        with PeakSampler(self.cuda) as ps:
+            times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
+        self.record("mmgp", tokens, times, out, ps.peak, base,
+                    streamed=None, pinned=torch_pinned_bytes(),
+                    note="profile HighRAM_LowVRAM (pinned, budgeted streaming), budget "
+                    f"{int(self.cap_bytes / 2**20 * 0.5)} MB; streamed bytes unknown (no bound)",
+                    extra={"setup_s": self.mmgp_setup_s})
+
+    # -- output
+    def write(self) -> None:
+        doc = {"meta": self.meta, "results": self.results}
+        (self.out / "results.json").write_text(json.dumps(doc, indent=2, default=str))
+        (self.out / "results.md").write_text(markdown(doc))
+
+
+def fmt(v: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v / scale:.{digits}f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m = doc["meta"]
+    bw = m.get("bandwidth", {})
+    lines = [
+        f"# GPU benchmark: {m.get('model_kind', '?')} on {m.get('gpu', '?')}",
+        "",
+        f"- date {m.get('date')}, torch {m.get('torch')}, CUDA {m.get('cuda')}, "
+        f"diffusers {m.get('diffusers')}, host {m.get('host')}",
+        f"- VRAM cap for the streamed modes: {m.get('cap_gb')} GB; model "
+        f"{fmt(m.get('model_bytes'), GB, 2)} GB in bf16, {m.get('blocks')} blocks",
+        f"- measured host-to-device: pinned {fmt(bw.get('pinned_gbps'), 1, 1)} GB/s, "
+        f"pageable {fmt(bw.get('pageable_gbps'), 1, 1)} GB/s (torch, 1 GiB, median of 5)",
+        f"- median of {m.get('reps')} forwards after a warm-up; bound = max(all-resident time, "
+        "streamed bytes / pinned bandwidth)",
+        f"- command: `{m.get('command')}`",
+        "",
+        "| mode | tokens | median s | min–max s | bound s | × bound | peak VRAM GB | "
+        "host RSS GB | pinned GB | streamed GB/fwd | max diff | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in doc["results"]:
+        if "median_s" not in r:
+            lines.append(f"| {r['mode']} | {r['tokens']} | – | – | – | – | – | – | – | – | – | "
+                         f"{(r.get('error') or r.get('note') or '').replace('|', '/')} |")
+            continue
+        lines.append(
+            f"| {r['mode']} | {r['tokens']} | {fmt(r['median_s'])} | "
+            f"{fmt(r['min_s'])}–{fmt(r['max_s'])} | {fmt(r.get('bound_s'))} | "
+            f"{fmt(r.get('vs_bound'), 1, 2)} | {fmt(r.get('peak_vram_bytes'), GB, 2)} | "
+            f"{fmt(r.get('host_rss_bytes'), GB, 1)} | {fmt(r.get('pinned_bytes'), GB, 2)} | "
+            f"{fmt(r.get('streamed_bytes_per_forward'), GB, 2)} | "
+            f"{fmt(r.get('max_abs_diff_vs_resident'), 1, 4)} | "
+            f"{(r.get('note') or '').replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "out" / "gpu-bench"))
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                    help="cpu: a logic check of the script (use with --tiny)")
+    ap.add_argument("--tiny", action="store_true", help="a tiny config (logic check)")
+    ap.add_argument("--no-diffusers", action="store_true",
+                    help="use the self-contained Wan-block module even when diffusers is there")
+    ap.add_argument("--modes", default=",".join(ALL_MODES),
+                    help=f"comma-separated subset of {','.join(ALL_MODES)}")
+    ap.add_argument("--tokens", default="4590,32760")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cap-gb", type=float, default=24.0)
+    ap.add_argument("--budget-s", type=float, default=360.0,
+                    help="skip the remaining measurements after this many seconds")
+    a = ap.parse_args(argv)
+    a.tokens = [int(t) for t in a.tokens.split(",")]
+    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ALL_MODES] + [t for t in a.tokens if t not in TOKENS]
+    if bad or a.reps < 3:
+        ap.error(f"unknown modes/tokens {bad} or --reps < 3")
+
+    try:
+        import torch
+    except ImportError:
+        print("gpu_bench: torch is not installed; nothing to measure.", file=sys.stderr)
+        return 0
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print(f"gpu_bench: no CUDA device here (torch {torch.__version__}, "
+              f"torch.version.cuda={torch.version.cuda}); nothing measured. Run this on a "
+              "machine with an NVIDIA GPU, or use --device cpu --tiny for a logic check.",
+              file=sys.stderr)
+        return 0
+    setup_genesis()
+    b = Bench(a)
+    cuda = a.device == "cuda"
+    try:
+        import diffusers
+
+        dver = diffusers.__version__
+    except ImportError:
+        dver = None
+    b.meta.update(
+        date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), torch=torch.__version__,
+        cuda=torch.version.cuda, diffusers=dver, host=platform.node(),
+        gpu=torch.cuda.get_device_name() if cuda else "cpu (logic check)",
+        cap_gb=a.cap_gb, reps=a.reps, command=" ".join([sys.executable] + sys.argv),
+        tokens={t: dict(zip(("width", "height", "frames"), TOKENS[t])) for t in a.tokens})
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        b.meta["bandwidth"] = pinned_bandwidth_gbps(True)
+        log(f"pinned {b.meta['bandwidth']['pinned_gbps']:.1f} GB/s, pageable "
+            f"{b.meta['bandwidth']['pageable_gbps']:.1f} GB/s")
+    b.fresh_model()
+    b.meta.update(model_kind=b.kind, model_bytes=module_bytes(b.model),
+                  blocks=len(block_list(b.model)),
+                  block_bytes=module_bytes(block_list(b.model)[0]))
+    log(f"model {b.kind}: {b.meta['model_bytes'] / GB:.2f} GB built in "
+        f"{b.meta['model_build_s']} s")
+    b.write()
+    if "ceiling" in modes:
+        b.run_mode("ceiling", b.ceiling)
+    b.to_cpu()
+    runners: dict[str, Callable[[int], None]] = {
+        "genesis": b.genesis,
+        "genesis-sync": lambda t: b.genesis(t, cuda_opt=False),
+        "legacy": b.legacy,
+        "legacy-default": lambda t: b.legacy(t, best=False),
+        "diffusers-group": b.diffusers_group,
+        "mmgp": b.mmgp,
+    }
+    for mode in ALL_MODES[1:]:
+        if mode in modes:
+            b.run_mode(mode, runners[mode])
+    b.meta["total_s"] = round(b.elapsed(), 1)
+    b.write()
+    log(f"done in {b.meta['total_s']} s: {b.out / 'results.md'}")
+    print((b.out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
