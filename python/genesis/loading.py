@@ -1,0 +1,267 @@
+"""Loading a checkpoint straight into block swapping, for a machine whose
+RAM is smaller than the checkpoint (32 GB of RAM, a 28 GB Wan 14B file).
+
+    from genesis.loading import load_swapped
+    model = load_swapped(lambda: WanTransformer3DModel(**config),
+                         "wan2.1_t2v_14B_bf16.safetensors", vram_threshold_percent=50)
+    out = model(...)
+    attached(model).stats()     # genesis.blockswap.attached: plan, tiers, engine
+
+How: the model is built with its parameters on the meta device (buffers
+stay real: non-persistent ones such as RoPE tables are computed in
+__init__ and are not in checkpoints). libvram opens the checkpoint's layout
+(a .safetensors file or a *.safetensors.index.json; headers only) and plans
+for it; the engine's vram_engine_load_files reads the streamed blocks'
+bytes from the file into its host regions (pinned / pageable tiers) and the
+resident blocks' into their device placements; disk-tier blocks stay in the
+file and are read at each pass. No block is ever a torch tensor of its own:
+block parameters are views of engine memory, or zero-memory placeholders
+(genesis.blockswap._placeholder) for the disk tier. Only the weights
+outside the blocks (embeddings, head) are read with safetensors, straight
+onto the target device. Peak RAM is about those plus the pinned and
+pageable tiers, not the checkpoint's size.
+
+Tensor names: the file's own, with ComfyUI's "model.diffusion_model."
+prefix removed when the module has no such name. Each tensor takes the
+file's dtype (as load_state_dict(assign=True)); shapes must match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from os import PathLike
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from .blockswap import _placeholder, apply_block_swap
+from .modelinfo import ModelPacking
+from .vram import Layout
+
+COMFYUI_PREFIXES: tuple[str, ...] = ("model.diffusion_model.",)
+
+_TORCH_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+for _name, _st in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"),
+                   ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")):
+    if hasattr(torch, _name):
+        _TORCH_DTYPES[_st] = getattr(torch, _name)
+
+Owner = tuple[nn.Module, str, bool]  # (module, attribute, is_parameter)
+
+
+@contextlib.contextmanager
+def empty_weights() -> Iterator[None]:
+    """Parameters registered inside go to the meta device (initialisers
+    then run on meta: no compute, no memory); buffers stay real."""
+    register = nn.Module.register_parameter
+
+    def to_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        p = module._parameters.get(name)
+        if p is not None and p.device.type != "meta":
+            module._parameters[name] = type(p)(p.to("meta"), requires_grad=p.requires_grad)
+
+    nn.Module.register_parameter = to_meta  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register  # type: ignore[method-assign]
+
+
+def _owners(model: nn.Module) -> dict[str, list[Owner]]:
+    """Every qualified parameter/buffer name -> all places holding that
+    tensor (tied weights: several)."""
+    by_id: dict[int, list[Owner]] = defaultdict(list)
+    names: dict[str, int] = {}
+    for mod_name, mod in model.named_modules(remove_duplicate=False):
+        for is_param, table in ((True, mod._parameters), (False, mod._buffers)):
+            for attr, t in table.items():
+                if t is None:
+                    continue
+                owner = (mod, attr, is_param)
+                if owner not in by_id[id(t)]:
+                    by_id[id(t)].append(owner)
+                names[f"{mod_name}.{attr}" if mod_name else attr] = id(t)
+    return {n: by_id[i] for n, i in names.items()}
+
+
+def _model_name(file_name: str, known: dict[str, Any]) -> str | None:
+    if file_name in known:
+        return file_name
+    for prefix in COMFYUI_PREFIXES:
+        if file_name.startswith(prefix) and file_name[len(prefix):] in known:
+            return file_name[len(prefix):]
+    return None
+
+
+def _set(owners: list[Owner], t: torch.Tensor) -> None:
+    for mod, attr, is_param in owners:
+        if is_param:
+            old = mod._parameters[attr]
+            assert old is not None
+            mod._parameters[attr] = type(old)(t, requires_grad=old.requires_grad)
+        else:
+            mod._buffers[attr] = t
+    # Tied: one Parameter object for all owners, as before.
+    if len(owners) > 1 and owners[0][2]:
+        first = owners[0][0]._parameters[owners[0][1]]
+        for mod, attr, is_param in owners[1:]:
+            if is_param:
+                mod._parameters[attr] = first
+
+
+class FileSource:
+    """A model's block tensors as they lie in a checkpoint (libvram's
+    layout of it). genesis.blockswap.BlockSwap uses it to adopt libvram's
+    packing and to read blocks back (remove())."""
+
+    def __init__(self, layout: Layout, tensors: dict[str, dict[str, Any]],
+                 file_names: dict[tuple[int, str], str]) -> None:
+        self.layout = layout
+        self.tensors = tensors  # file name -> vram_layout_tensor dict
+        self.file_names = file_names  # (id(module), attr) -> file name
+
+    def _file_name(self, mod: nn.Module, attr: str, what: str) -> str:
+        name = self.file_names.get((id(mod), attr))
+        if name is None:
+            raise ValueError(f"{what} is not in the checkpoint")
+        return name
+
+    def adopt(self, packing: ModelPacking) -> None:
+        """Gives the packing the file layout's offsets; ValueError when the
+        model's blocks and libvram's grouping of the file differ."""
+        info = self.layout.info()
+        groups = list(info["group_block_count"])
+        if groups[:2] != [packing.main_count, packing.vace_count]:
+            raise ValueError(
+                f"the checkpoint has {groups[0]} blocks and {groups[1]} VACE blocks as libvram "
+                f"groups them; the model has {packing.main_count} and {packing.vace_count}")
+        for blk in packing.blocks:
+            lb = self.layout.block(blk.index)
+            if lb["tensor_count"] != len(blk.slots):
+                raise ValueError(f"block {blk.index}: {lb['tensor_count']} tensors in the "
+                                 f"checkpoint, {len(blk.slots)} in the model")
+            for slot in blk.slots:
+                mod, attr = slot.owners[0]
+                t = self.tensors[self._file_name(mod, attr, f"block {blk.index}'s {slot.name}")]
+                if t["block"] != blk.index:
+                    raise ValueError(f"{t['name']} is in libvram's block {t['block']}, the "
+                                     f"model has it in block {blk.index}")
+                slot.offset = int(t["block_offset"])
+            blk.packed_bytes = int(lb["packed_bytes"])
+
+    def read(self, names: list[str], device: torch.device) -> dict[str, torch.Tensor]:
+        """The named tensors, read from their files with safetensors. On the
+        CPU each is copied into torch's own (64-byte aligned) memory: a
+        tensor at its unaligned place in the file makes oneDNN/MKL round
+        differently, and the results would not be bit-identical to the
+        model loaded with load_state_dict."""
+        from safetensors import safe_open
+
+        by_file: dict[int, list[str]] = defaultdict(list)
+        for n in names:
+            by_file[int(self.tensors[n]["file_index"])].append(n)
+        out: dict[str, torch.Tensor] = {}
+        for index, group in by_file.items():
+            path = self.layout.file_path(index)
+            with safe_open(path, framework="pt", device=str(device)) as f:
+                for n in group:
+                    t = f.get_tensor(n)
+                    out[n] = t.clone() if t.device.type == "cpu" else t
+        return out
+
+    def materialize(self, packing: ModelPacking, device: torch.device) -> None:
+        """Every block's tensors as ordinary torch tensors on `device`."""
+        for blk in packing.blocks:
+            names = [self._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
+            loaded = self.read(names, device)
+            for slot, name in zip(blk.slots, names):
+                slot.set(loaded[name])
+
+
+def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch.device,
+                strict: bool = True) -> FileSource:
+    """Matches `model` (parameters on meta) with the checkpoint: block
+    tensors become placeholders of the file's dtype, the rest is read onto
+    `device`. ValueError on missing or unexpected tensors (strict) and on
+    shape mismatches."""
+    layout = Layout.open(checkpoint)
+    tensors = {t["name"]: t for t in layout.tensors()}
+    owners = _owners(model)
+    matched: dict[str, str] = {}  # file name -> model name
+    unexpected: list[str] = []
+    for fname in tensors:
+        mname = _model_name(fname, owners)
+        if mname is None:
+            unexpected.append(fname)
+        else:
+            matched[fname] = mname
+    if unexpected and strict:
+        raise ValueError(f"{len(unexpected)} checkpoint tensors are not in the model: "
+                         f"{', '.join(unexpected[:5])}")
+    seen = {id(_get(owners[m][0])) for m in matched.values()}
+    missing = [n for n, o in owners.items()
+               if id(_get(o[0])) not in seen and _get(o[0]).device.type == "meta"]
+    if missing:
+        raise ValueError(f"{len(missing)} model tensors are not in the checkpoint: "
+                         f"{', '.join(missing[:5])}")
+    rest: list[str] = []
+    file_names: dict[tuple[int, str], str] = {}
+    for fname, mname in matched.items():
+        t = tensors[fname]
+        shape = tuple(int(d) for d in t["shape"])
+        have = tuple(_get(owners[mname][0]).shape)
+        if shape != have:
+            raise ValueError(f"{fname}: shape {list(shape)} in the checkpoint, {list(have)} "
+                             "in the model")
+        dtype = _TORCH_DTYPES.get(t["dtype_name"])
+        if dtype is None:
+            raise ValueError(f"{fname}: dtype {t['dtype_name']} has no torch equivalent")
+        if t["block"] < 0:
+            rest.append(fname)
+        else:
+            _set(owners[mname], _placeholder(dtype, shape))
+        for mod, attr, _ in owners[mname]:
+            file_names[(id(mod), attr)] = fname
+    source = FileSource(layout, tensors, file_names)
+    for fname, value in source.read(rest, device).items():
+        _set(owners[matched[fname]], value)
+    return source
+
+
+def _get(owner: Owner) -> torch.Tensor:
+    mod, attr, is_param = owner
+    t = mod._parameters[attr] if is_param else mod._buffers[attr]
+    assert t is not None
+    return t
+
+
+def load_swapped(model_factory: Callable[[], nn.Module],
+                 checkpoint: str | PathLike[str], *, device: str | torch.device | None = None,
+                 strict: bool = True, **swap_options: Any) -> nn.Module:
+    """Builds the model from `model_factory` (a class or a callable, run
+    with parameters on meta), and block-swaps it from `checkpoint` (a
+    .safetensors file or a *.safetensors.index.json) without ever loading
+    a streamed block into torch memory.
+
+    swap_options: those of genesis.blockswap.apply_block_swap (the seed's
+    vram_threshold_percent, blocks_to_swap, ..., backend, gpu / vram_mb /
+    dram_mb to simulate). Returns the model; genesis.blockswap.attached(model)
+    is the swap handle (stats(), remove(): the weights then load into torch).
+    Raises ValueError when the model and the checkpoint differ and
+    genesis.blockswap.BuildError / VramError when the engine cannot be
+    built (the checkpoint is then never loaded whole)."""
+    target = torch.device(device) if device is not None else (
+        torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available()
+        else torch.device("cpu"))
+    with empty_weights():
+        model = model_factory()
+    source = open_source(model, checkpoint, target, strict=strict)
+    apply_block_swap(model, source=source, device=target, **swap_options)
+    return model
