@@ -196,30 +196,49 @@ static void arrange(planner *p, int arrangement, int count_main, int count_vace)
 }
 
 /* Tiers for the streamed blocks in execution order: pinned while the
- * pinned budget lasts, then pageable while usable DRAM lasts, then disk
- * (only for blocks whose tensors are in a file). Returns the bytes that fit
- * nowhere (0 = all placed). */
-static void assign_tiers(planner *p) {
+ * pinned budget lasts, then pageable while usable DRAM lasts, then disk (the
+ * model file, or the engine's spill file for blocks not in one). `reserve`
+ * bytes of DRAM, pinned first, are held back. Returns whether a block went
+ * to disk. */
+static bool assign_tiers_reserving(planner *p, uint64_t reserve) {
+    uint64_t pinned_cap = p->pinned_budget > reserve ? p->pinned_budget - reserve : 0;
+    uint64_t dram_cap = p->dram_usable > reserve ? p->dram_usable - reserve : 0;
     uint64_t pinned = 0, dram = 0;
+    bool disk = false;
     for (int i = 0; i < p->n; i++) {
         if (!p->streamed[i]) {
             p->tier[i] = VRAM_TIER_DEVICE;
             continue;
         }
         uint64_t b = p->bytes[i];
-        if (pinned + b <= p->pinned_budget && dram + b <= p->dram_usable) {
+        if (pinned + b <= pinned_cap && dram + b <= dram_cap) {
             p->tier[i] = VRAM_TIER_PINNED;
             pinned += b;
             dram += b;
-        } else if (dram + b <= p->dram_usable) {
+        } else if (dram + b <= dram_cap) {
             p->tier[i] = VRAM_TIER_PAGEABLE;
             dram += b;
         } else {
-            /* Read from the model file, or from the engine's spill file
-             * for blocks that are not in one. */
             p->tier[i] = VRAM_TIER_DISK;
+            disk = true;
         }
     }
+    return disk;
+}
+
+static int copy_streams(const planner *p);
+
+static void assign_tiers(planner *p) {
+    if (!assign_tiers_reserving(p, 0))
+        return;
+    /* Disk reads land in a pinned staging buffer per copy stream, each as
+     * large as the largest streamed block: that DRAM is not the tiers'. */
+    uint64_t largest = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->streamed[i] && p->bytes[i] > largest)
+            largest = p->bytes[i];
+    int streams = copy_streams(p);
+    assign_tiers_reserving(p, (uint64_t)(streams > 1 ? streams : 1) * largest);
 }
 
 static bool all_pinned(const planner *p) {

@@ -68,6 +68,13 @@ static void check_invariants(const vram_plan *p, const char *what) {
     CHECK(s.pinned_bytes + s.pageable_bytes + s.disk_bytes == s.streamed_bytes);
     CHECK(s.pinned_bytes <= s.pinned_budget_bytes);
     CHECK(s.pinned_bytes + s.pageable_bytes <= s.dram_usable_bytes);
+    if (s.disk_bytes && s.slot_count) {
+        /* disk reads need a staging buffer per copy stream, held back */
+        uint64_t staging = (uint64_t)(s.copy_streams > 1 ? s.copy_streams : 1) *
+                           (s.slot_bytes / (uint64_t)s.slot_count);
+        if (staging <= s.dram_usable_bytes)
+            CHECK(s.pinned_bytes + s.pageable_bytes + staging <= s.dram_usable_bytes);
+    }
     CHECK(s.slot_count >= 0 && s.slot_count <= VRAM_PLAN_MAX_SLOTS);
     CHECK(s.streamed_count == 0 || s.slot_count >= 1);
     CHECK(s.predicted_forward_ms >= s.resident_forward_ms * (1 - 1e-9));
@@ -603,9 +610,11 @@ static void test_tiers_and_vace(void) {
     }
     vram_plan_free(p);
 
-    /* DRAM for 2 blocks: one pinned (cap), one pageable, the rest from disk */
-    CHECK_OK(vram_hw_set_dram(hw, 1000, 82));
-    o.max_pinned_mb = 40;
+    /* DRAM for 4 blocks, two of them the disk reads' pinned staging buffers
+     * (two copy streams): one block pinned (cap), one pageable, the rest
+     * from disk */
+    CHECK_OK(vram_hw_set_dram(hw, 1000, 170));
+    o.max_pinned_mb = 104;
     CHECK_OK(vram_plan_create(file, hw, &o, &p));
     if (p) {
         CHECK_OK(vram_plan_get_summary(p, &s));
