@@ -16,9 +16,11 @@ from genesis.blockswap import apply_block_swap, attached
 from models import tiny
 
 SMALL_VIDEO = dict(width=16, height=16, frames=1)
-# tiny(d=512, n=8): 4 MiB blocks. All 8 streamed with 20 MiB of simulated
-# DRAM: 3 pinned, 5 on the disk tier.
-LOW_RAM = dict(auto_hardware_tuning=False, blocks_to_swap=8, dram_mb=20, **SMALL_VIDEO)
+# tiny(d=512, n=8): 4 MiB fp32 blocks. All 8 streamed with 24 MiB of simulated
+# DRAM (one copy stream: one staging buffer held back): pinned blocks, the rest
+# on the disk tier.
+LOW_RAM = dict(auto_hardware_tuning=False, blocks_to_swap=8, dram_mb=24, num_cuda_streams=1,
+               **SMALL_VIDEO)
 
 
 def run(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +44,9 @@ def test_disk_tier_bit_identical(dtype: torch.dtype) -> None:
     ref = copy.deepcopy(model)
     x = torch.randn(3, 512, dtype=dtype)
     expected = run(ref, x)
-    swap = apply_block_swap(model, **LOW_RAM)
+    # bf16 blocks are half as large: half the DRAM gives the same tiers.
+    dram_mb = LOW_RAM["dram_mb"] * dtype.itemsize / 4
+    swap = apply_block_swap(model, **{**LOW_RAM, "dram_mb": dram_mb})
     st = swap.stats()
     assert swap.active and st["disk_blocks"], st["blocks"]
     assert {b["tier_name"] for b in st["blocks"]} == {"pinned", "disk"}

@@ -22,8 +22,10 @@ from models import TinyModel, tiny
 diffusers = pytest.importorskip("diffusers")
 
 SMALL_VIDEO = dict(width=16, height=16, frames=1)
-# 4 blocks of ~6 MiB, all streamed, 12 MiB of simulated DRAM: pinned and disk.
-LOW_RAM = dict(auto_hardware_tuning=False, blocks_to_swap=4, dram_mb=12, **SMALL_VIDEO)
+# 4 blocks of ~6 MiB, all streamed, 20 MiB of simulated DRAM (one staging
+# buffer held back): pinned and disk.
+LOW_RAM = dict(auto_hardware_tuning=False, blocks_to_swap=4, dram_mb=20, num_cuda_streams=1,
+               **SMALL_VIDEO)
 WAN = dict(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=4,
            out_channels=4, text_dim=32, freq_dim=32, ffn_dim=1024, num_layers=4,
            rope_max_seq_len=32)
