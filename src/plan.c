@@ -228,17 +228,28 @@ static bool assign_tiers_reserving(planner *p, uint64_t reserve) {
 
 static int copy_streams(const planner *p);
 
+static uint64_t largest_streamed(const planner *p) {
+    uint64_t largest = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->streamed[i] && p->bytes[i] > largest)
+            largest = p->bytes[i];
+    return largest;
+}
+
+static bool any_disk(const planner *p) {
+    for (int i = 0; i < p->n; i++)
+        if (p->streamed[i] && p->tier[i] == VRAM_TIER_DISK)
+            return true;
+    return false;
+}
+
 static void assign_tiers(planner *p) {
     if (!assign_tiers_reserving(p, 0))
         return;
     /* Disk reads land in a pinned staging buffer per copy stream, each as
      * large as the largest streamed block: that DRAM is not the tiers'. */
-    uint64_t largest = 0;
-    for (int i = 0; i < p->n; i++)
-        if (p->streamed[i] && p->bytes[i] > largest)
-            largest = p->bytes[i];
     int streams = copy_streams(p);
-    assign_tiers_reserving(p, (uint64_t)(streams > 1 ? streams : 1) * largest);
+    assign_tiers_reserving(p, (uint64_t)(streams > 1 ? streams : 1) * largest_streamed(p));
 }
 
 static bool all_pinned(const planner *p) {
@@ -249,16 +260,22 @@ static bool all_pinned(const planner *p) {
 }
 
 /* Copy streams for the current tiers: one for pinned-only (one link: more
- * add nothing), two when staging can overlap DMA; manual takes the value. */
+ * add nothing), two when staging can overlap DMA; manual takes the value.
+ * With a disk tier each stream has a staging buffer as large as the largest
+ * block, so no more streams than usable DRAM holds buffers for. */
 static int copy_streams(const planner *p) {
     if (!p->async)
         return 0;
-    if (!p->o->auto_hardware_tuning)
-        return p->o->num_cuda_streams;
-    for (int i = 0; i < p->n; i++)
+    int n = p->o->auto_hardware_tuning ? 0 : p->o->num_cuda_streams;
+    for (int i = 0; i < p->n && !n; i++)
         if (p->streamed[i])
-            return all_pinned(p) ? 1 : 2;
-    return 0;
+            n = all_pinned(p) ? 1 : 2;
+    if (n > 1 && any_disk(p)) {
+        uint64_t fit = p->dram_usable / largest_streamed(p);
+        if (fit < (uint64_t)n)
+            n = fit > 1 ? (int)fit : 1;
+    }
+    return n;
 }
 
 static double ms_for(uint64_t bytes, double gbps) { return (double)bytes / (gbps * 1e6); }
@@ -346,6 +363,14 @@ static int explain_no_fit(planner *p, int count_main, int count_vace, bool expli
     bool early = early_peak(p, &f, slots) > block_peak(p, &f, slots);
     uint64_t need = peak(p, &f, slots);
     uint64_t rest = early ? p->rest_full : p->rest_on, act = early ? p->embed_act : p->act;
+    if (need <= p->budget && !within_threshold(p, &f))
+        return vram_fail(VRAM_E_DOES_NOT_FIT,
+                         "resident weights take %.1f MiB (rest %.1f + resident blocks %.1f), over "
+                         "the VRAM threshold of %.1f MiB (%.0f%%); raise vram_threshold_percent "
+                         "or stream more blocks (VACE blocks too: vace_blocks_to_swap)",
+                         (p->rest_on + f.resident) / VRAM_MIB, p->rest_on / VRAM_MIB,
+                         f.resident / VRAM_MIB, p->cap / VRAM_MIB,
+                         p->o->vram_threshold_percent);
     if (explicit)
         return vram_fail(VRAM_E_DOES_NOT_FIT,
                          "blocks_to_swap=%d (vace %d) needs %.1f MiB (rest %.1f + resident %.1f + "
@@ -615,6 +640,12 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
     }
     arrange(p, ch.arrangement, count_main, count_vace);
     assign_tiers(p);
+    if (any_disk(p) && largest_streamed(p) > p->dram_usable)
+        return vram_fail(VRAM_E_DOES_NOT_FIT,
+                         "disk-tier blocks are read through a staging buffer of %.1f MiB, but "
+                         "only %.1f MiB of DRAM is usable (%.0f%% of the available DRAM)",
+                         largest_streamed(p) / VRAM_MIB, p->dram_usable / VRAM_MIB,
+                         p->o->dram_usable_fraction * 100);
     plan->arrangement = ch.arrangement;
     bool any = false;
     for (int i = 0; i < p->n; i++)

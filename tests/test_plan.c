@@ -72,8 +72,7 @@ static void check_invariants(const vram_plan *p, const char *what) {
         /* disk reads need a staging buffer per copy stream, held back */
         uint64_t staging = (uint64_t)(s.copy_streams > 1 ? s.copy_streams : 1) *
                            (s.slot_bytes / (uint64_t)s.slot_count);
-        if (staging <= s.dram_usable_bytes)
-            CHECK(s.pinned_bytes + s.pageable_bytes + staging <= s.dram_usable_bytes);
+        CHECK(s.pinned_bytes + s.pageable_bytes + staging <= s.dram_usable_bytes);
     }
     CHECK(s.slot_count >= 0 && s.slot_count <= VRAM_PLAN_MAX_SLOTS);
     CHECK(s.streamed_count == 0 || s.slot_count >= 1);
@@ -625,6 +624,23 @@ static void test_tiers_and_vace(void) {
         CHECK_INT(s.copy_streams, 2);
     }
     vram_plan_free(p);
+    /* manual streams: no more than usable DRAM holds staging buffers for,
+     * and a DRAM too small for one is refused */
+    vram_plan_options manual = o;
+    manual.auto_hardware_tuning = false;
+    manual.num_cuda_streams = 8;
+    vram_layout_info finfo = {.size = sizeof finfo};
+    CHECK_OK(vram_layout_get_info(file, &finfo));
+    manual.blocks_to_swap = finfo.group_block_count[VRAM_GROUP_BLOCKS];
+    manual.vace_blocks_to_swap = finfo.group_block_count[VRAM_GROUP_VACE];
+    vram_plan_summary capped;
+    CHECK_OK(plan_summary(file, hw, &manual, &capped));
+    CHECK(capped.disk_bytes > 0);
+    CHECK(capped.copy_streams >= 1 && capped.copy_streams < 8);
+    CHECK_OK(vram_hw_set_dram(hw, 1000, 30));
+    CHECK_INT(plan_summary(file, hw, &manual, &capped), VRAM_E_DOES_NOT_FIT);
+    CHECK(strstr(vram_last_error(), "staging buffer") != NULL);
+    CHECK_OK(vram_hw_set_dram(hw, 1000, 170));
     /* the disk speed option moves the prediction */
     vram_plan_summary fast, slow;
     o.disk_gbps = 0.5;
