@@ -73,9 +73,11 @@ test-python: build
 app: setup
 	.venv/bin/python -m genesis.apps.wanvideo_gradio_app
 
-bench: build
+# C benchmarks, then the CPU report (docs/BENCHMARKS.md). The GPU benchmark
+# is bench/gpu_bench.py, run on a machine with a GPU (bench/README.md).
+bench: setup build
 	cmake --build build --target benches -j$(JOBS)
-	@for b in build/bench_*; do echo "== $$b"; $$b || exit 1; done
+	.venv/bin/python bench/cpu_bench.py --build build
 
 clean:
 	rm -rf build build-clang build-asan build-tsan build-fuzz
