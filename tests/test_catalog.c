@@ -1,33 +1,12 @@
 /* Built-in layouts: the numbers in docs/../wan-and-gpu-numbers.md, tensor by
  * tensor. */
-#include "check.h"
+#include "testutil.h"
 #include "internal.h"
 
 static vram_layout *catalog(const char *name, vram_dtype dtype) {
     vram_layout *L = NULL;
     CHECK_OK(vram_layout_from_catalog(name, dtype, &L));
     return L;
-}
-
-static vram_layout_info info_of(const vram_layout *L) {
-    vram_layout_info i = {.size = sizeof i};
-    CHECK_OK(vram_layout_get_info(L, &i));
-    return i;
-}
-
-static vram_block_info block_of(const vram_layout *L, int b) {
-    vram_block_info bi = {.size = sizeof bi};
-    CHECK_OK(vram_layout_block(L, b, &bi));
-    return bi;
-}
-
-static vram_tensor_info tensor_named(const vram_layout *L, const char *name) {
-    vram_tensor_info t = {.size = sizeof t};
-    int i = vram_layout_find_tensor(L, name);
-    CHECK(i >= 0);
-    if (i >= 0)
-        CHECK_OK(vram_layout_tensor(L, i, &t));
-    return t;
 }
 
 /* Parameters of the tensors whose name starts with `prefix`. */

@@ -1,6 +1,6 @@
 /* Layout core: headers parsed from memory, synthetic layouts, accessors,
  * JSON. (Files: test_safetensors.c; built-in models: test_catalog.c.) */
-#include "check.h"
+#include "testutil.h"
 #include "internal.h"
 
 #include <cjson/cJSON.h>
@@ -15,12 +15,6 @@ static unsigned char *header(const char *json, size_t *len) {
     memcpy(buf + 8, json, n);
     *len = 8 + n;
     return buf;
-}
-
-static vram_layout_info info_of(const vram_layout *L) {
-    vram_layout_info i = {.size = sizeof i};
-    CHECK_OK(vram_layout_get_info(L, &i));
-    return i;
 }
 
 static const char *const packing_json =

@@ -4,7 +4,7 @@
  * driver is loaded once per process, so each driver scenario runs in a
  * forked child. */
 #define _GNU_SOURCE
-#include "check.h"
+#include "testutil.h"
 #include "cuda_driver.h"
 #include "internal.h"
 
@@ -19,23 +19,6 @@
 #define GIB (1024ull * MIB)
 
 static char tmp_root[64];
-
-static void write_file(const char *rel, const char *text) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmp_root, rel);
-    /* mkdir -p of the parents */
-    for (char *p = path + strlen(tmp_root) + 1; (p = strchr(p, '/')); p++) {
-        *p = '\0';
-        mkdir(path, 0755);
-        *p = '/';
-    }
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL);
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
 
 /* Runs `fn` in a child with the given NAME=VALUE settings; the child's
  * failed checks fail the parent. */
@@ -360,12 +343,12 @@ static const char meminfo[] = "MemTotal:       16777216 kB\n"
 
 static void dram_files(void) {
     /* cgroup v2, limit at the process's own level. */
-    write_file("v2/proc/meminfo", meminfo);
-    write_file("v2/proc/self/cgroup", "0::/user/job\n");
-    write_file("v2/cg/user/job/memory.max", "8589934592\n");
-    write_file("v2/cg/user/job/memory.current", "6442450944\n");
-    write_file("v2/cg/user/memory.max", "max\n");
-    write_file("v2/cg/user/memory.current", "7000000000\n");
+    write_text(tmp_root, "v2/proc/meminfo", meminfo);
+    write_text(tmp_root, "v2/proc/self/cgroup", "0::/user/job\n");
+    write_text(tmp_root, "v2/cg/user/job/memory.max", "8589934592\n");
+    write_text(tmp_root, "v2/cg/user/job/memory.current", "6442450944\n");
+    write_text(tmp_root, "v2/cg/user/memory.max", "max\n");
+    write_text(tmp_root, "v2/cg/user/memory.current", "7000000000\n");
     vram_dram_info d = dram_at("v2/proc", "v2/cg");
     CHECK(d.meminfo_known);
     CHECK_INT(d.total_bytes, 16 * GIB);
@@ -378,36 +361,36 @@ static void dram_files(void) {
     CHECK_INT(d.swap_free_bytes, 1 * GIB);
 
     /* Reclaimable page cache does not count against the limit. */
-    write_file("v2/cg/user/job/memory.stat",
+    write_text(tmp_root, "v2/cg/user/job/memory.stat",
                "anon 4294967296\nfile 2147483648\nactive_file 0\ninactive_file 2147483648\n");
     d = dram_at("v2/proc", "v2/cg");
     CHECK_INT(d.cgroup_usage_bytes, 4 * GIB);
     CHECK_INT(d.available_bytes, 4 * GIB);
 
     /* A parent with less headroom wins. */
-    write_file("v2/cg/user/memory.max", "7516192768\n"); /* 7 GiB */
-    write_file("v2/cg/user/memory.current", "6979321856\n"); /* 6.5 GiB */
+    write_text(tmp_root, "v2/cg/user/memory.max", "7516192768\n"); /* 7 GiB */
+    write_text(tmp_root, "v2/cg/user/memory.current", "6979321856\n"); /* 6.5 GiB */
     d = dram_at("v2/proc", "v2/cg");
     CHECK_INT(d.cgroup_limit_bytes, 7 * GIB);
     CHECK_INT(d.available_bytes, GIB / 2);
 
     /* A limit larger than what is free on the host: MemAvailable wins. */
-    write_file("big/proc/meminfo", meminfo);
-    write_file("big/proc/self/cgroup", "0::/\n");
-    write_file("big/cg/memory.max", "68719476736\n");
-    write_file("big/cg/memory.current", "1073741824\n");
+    write_text(tmp_root, "big/proc/meminfo", meminfo);
+    write_text(tmp_root, "big/proc/self/cgroup", "0::/\n");
+    write_text(tmp_root, "big/cg/memory.max", "68719476736\n");
+    write_text(tmp_root, "big/cg/memory.current", "1073741824\n");
     d = dram_at("big/proc", "big/cg");
     CHECK(d.cgroup_known);
     CHECK_INT(d.available_bytes, 12 * GIB);
 
     /* cgroup v1 on a hybrid system: v2 without a memory limit. */
-    write_file("v1/proc/meminfo", meminfo);
-    write_file("v1/proc/self/cgroup",
+    write_text(tmp_root, "v1/proc/meminfo", meminfo);
+    write_text(tmp_root, "v1/proc/self/cgroup",
                "5:cpu,cpuacct:/\n4:memory:/docker/abc\n1:name=systemd:/\n0::/\n");
-    write_file("v1/cg/memory/docker/abc/memory.limit_in_bytes", "4294967296\n");
-    write_file("v1/cg/memory/docker/abc/memory.usage_in_bytes", "1073741824\n");
-    write_file("v1/cg/memory/memory.limit_in_bytes", "9223372036854771712\n");
-    write_file("v1/cg/unified/cgroup.procs", "1\n");
+    write_text(tmp_root, "v1/cg/memory/docker/abc/memory.limit_in_bytes", "4294967296\n");
+    write_text(tmp_root, "v1/cg/memory/docker/abc/memory.usage_in_bytes", "1073741824\n");
+    write_text(tmp_root, "v1/cg/memory/memory.limit_in_bytes", "9223372036854771712\n");
+    write_text(tmp_root, "v1/cg/unified/cgroup.procs", "1\n");
     d = dram_at("v1/proc", "v1/cg");
     CHECK(d.cgroup_known);
     CHECK_INT(d.cgroup_limit_bytes, 4 * GIB);
@@ -415,7 +398,7 @@ static void dram_files(void) {
     CHECK_INT(d.available_bytes, 3 * GIB);
 
     /* v1 counts the hierarchy's cache as total_inactive_file. */
-    write_file("v1/cg/memory/docker/abc/memory.stat",
+    write_text(tmp_root, "v1/cg/memory/docker/abc/memory.stat",
                "cache 1\ninactive_file 1\ntotal_cache 536870912\n"
                "total_inactive_file 536870912\n");
     d = dram_at("v1/proc", "v1/cg");
@@ -423,17 +406,17 @@ static void dram_files(void) {
     CHECK_INT(d.available_bytes, 3 * GIB + GIB / 2);
 
     /* v1 "unlimited" is a huge number: no limit applies. */
-    write_file("v1/cg/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
+    write_text(tmp_root, "v1/cg/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
     d = dram_at("v1/proc", "v1/cg");
     CHECK(!d.cgroup_known);
     CHECK_INT(d.available_bytes, 12 * GIB);
 
     /* A container without a cgroup namespace: its path does not exist
      * under the mount, whose own root carries the limit. */
-    write_file("ns/proc/meminfo", meminfo);
-    write_file("ns/proc/self/cgroup", "0::/docker/abc\n");
-    write_file("ns/cg/memory.max", "10737418240\n");
-    write_file("ns/cg/memory.current", "5368709120\n");
+    write_text(tmp_root, "ns/proc/meminfo", meminfo);
+    write_text(tmp_root, "ns/proc/self/cgroup", "0::/docker/abc\n");
+    write_text(tmp_root, "ns/cg/memory.max", "10737418240\n");
+    write_text(tmp_root, "ns/cg/memory.current", "5368709120\n");
     d = dram_at("ns/proc", "ns/cg");
     CHECK(d.cgroup_known);
     CHECK_INT(d.cgroup_limit_bytes, 10 * GIB);
@@ -448,7 +431,7 @@ static void dram_files(void) {
     CHECK(d.memlock_known);
 
     /* A meminfo without MemAvailable is not usable. */
-    write_file("old/proc/meminfo", "MemTotal: 1024 kB\nMemFree: 512 kB\n");
+    write_text(tmp_root, "old/proc/meminfo", "MemTotal: 1024 kB\nMemFree: 512 kB\n");
     d = dram_at("old/proc", "old/cg");
     CHECK(!d.meminfo_known);
 }

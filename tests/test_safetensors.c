@@ -2,7 +2,7 @@
  * Wan, ComfyUI and diffusers naming, and every hostile case the parser must
  * reject with the right code and a message naming the file. */
 #define _GNU_SOURCE
-#include "check.h"
+#include "testutil.h"
 #include "internal.h"
 
 #include <fcntl.h>
@@ -88,21 +88,6 @@ static vram_layout *open_ok(const char *name) {
     vram_layout *L = NULL;
     CHECK_OK(vram_layout_open(path_of(name), &L));
     return L;
-}
-
-static vram_layout_info info_of(const vram_layout *L) {
-    vram_layout_info i = {.size = sizeof i};
-    CHECK_OK(vram_layout_get_info(L, &i));
-    return i;
-}
-
-static vram_tensor_info tensor_named(const vram_layout *L, const char *name) {
-    vram_tensor_info t = {.size = sizeof t};
-    int i = vram_layout_find_tensor(L, name);
-    CHECK(i >= 0);
-    if (i >= 0)
-        CHECK_OK(vram_layout_tensor(L, i, &t));
-    return t;
 }
 
 /* Opening `name` fails with `code`, a message naming the file and `needle`. */
@@ -268,10 +253,6 @@ static void vace_and_gaps(void) {
 
 /* ---- sharded ---- */
 
-static void write_text(const char *name, const char *text) {
-    write_bytes(name, text, strlen(text), 0);
-}
-
 static void sharded(void) {
     static const spec a[] = {
         {"blocks.0.self_attn.q.weight", "BF16", 2, {256, 256}},
@@ -283,7 +264,7 @@ static void sharded(void) {
     };
     write_model("m-00001-of-00002.safetensors", "", a, 2);
     write_model("m-00002-of-00002.safetensors", "", b, 2);
-    write_text("m.safetensors.index.json",
+    write_text(dir, "m.safetensors.index.json",
                "{\"metadata\":{\"total_size\":1},\"weight_map\":{"
                "\"blocks.0.self_attn.q.weight\":\"m-00001-of-00002.safetensors\","
                "\"blocks.0.ffn.0.weight\":\"m-00001-of-00002.safetensors\","
@@ -303,39 +284,39 @@ static void sharded(void) {
     vram_layout_free(L);
 
     /* Hostile indexes. */
-    write_text("escape.safetensors.index.json",
+    write_text(dir, "escape.safetensors.index.json",
                "{\"weight_map\":{\"blocks.0.self_attn.q.weight\":\"../m-00001-of-00002.safetensors\"}}");
     EXPECT_FAIL("escape.safetensors.index.json", VRAM_E_FORMAT, "leaves the index's folder");
-    write_text("sub.safetensors.index.json",
+    write_text(dir, "sub.safetensors.index.json",
                "{\"weight_map\":{\"blocks.0.self_attn.q.weight\":\"sub/x.safetensors\"}}");
     EXPECT_FAIL("sub.safetensors.index.json", VRAM_E_FORMAT, "leaves the index's folder");
-    write_text("dotdot.safetensors.index.json", "{\"weight_map\":{\"x\":\"..\"}}");
+    write_text(dir, "dotdot.safetensors.index.json", "{\"weight_map\":{\"x\":\"..\"}}");
     EXPECT_FAIL("dotdot.safetensors.index.json", VRAM_E_FORMAT, "leaves the index's folder");
-    write_text("notstr.safetensors.index.json", "{\"weight_map\":{\"x\":7}}");
+    write_text(dir, "notstr.safetensors.index.json", "{\"weight_map\":{\"x\":7}}");
     EXPECT_FAIL("notstr.safetensors.index.json", VRAM_E_FORMAT, "not a string");
-    write_text("wrong.safetensors.index.json",
+    write_text(dir, "wrong.safetensors.index.json",
                "{\"weight_map\":{\"head.head.weight\":\"m-00001-of-00002.safetensors\","
                "\"blocks.1.self_attn.q.weight\":\"m-00002-of-00002.safetensors\"}}");
     EXPECT_FAIL("wrong.safetensors.index.json", VRAM_E_FORMAT, "that shard has no such tensor");
-    write_text("missing.safetensors.index.json",
+    write_text(dir, "missing.safetensors.index.json",
                "{\"weight_map\":{\"x\":\"nowhere.safetensors\"}}");
     EXPECT_FAIL("missing.safetensors.index.json", VRAM_E_NOT_FOUND, "nowhere.safetensors");
-    write_text("nomap.safetensors.index.json", "{\"metadata\":{}}");
+    write_text(dir, "nomap.safetensors.index.json", "{\"metadata\":{}}");
     EXPECT_FAIL("nomap.safetensors.index.json", VRAM_E_FORMAT, "weight_map");
-    write_text("empty.safetensors.index.json", "{\"weight_map\":{}}");
+    write_text(dir, "empty.safetensors.index.json", "{\"weight_map\":{}}");
     EXPECT_FAIL("empty.safetensors.index.json", VRAM_E_FORMAT, "weight_map");
-    write_text("broken.safetensors.index.json", "{\"weight_map\":");
+    write_text(dir, "broken.safetensors.index.json", "{\"weight_map\":");
     EXPECT_FAIL("broken.safetensors.index.json", VRAM_E_FORMAT, "not a JSON object");
     /* The same tensor in two shards. */
     write_model("dup-a.safetensors", "", a, 1);
     write_model("dup-b.safetensors", "", a, 1);
-    write_text("dup.safetensors.index.json",
+    write_text(dir, "dup.safetensors.index.json",
                "{\"weight_map\":{\"blocks.0.self_attn.q.weight\":\"dup-a.safetensors\","
                "\"x\":\"dup-b.safetensors\"}}");
     EXPECT_FAIL("dup.safetensors.index.json", VRAM_E_FORMAT, "appears twice");
     /* A broken shard is reported by its own name. */
     write_bytes("tiny.safetensors", "abc", 3, 0);
-    write_text("badshard.safetensors.index.json", "{\"weight_map\":{\"x\":\"tiny.safetensors\"}}");
+    write_text(dir, "badshard.safetensors.index.json", "{\"weight_map\":{\"x\":\"tiny.safetensors\"}}");
     EXPECT_FAIL("badshard.safetensors.index.json", VRAM_E_FORMAT, "tiny.safetensors");
 }
 

@@ -1,7 +1,7 @@
 /* test_stats.c - the seed's memory stats: no GPU, simulated GPU and DRAM,
  * a cgroup limit (fake files), and the JSON form parsed back. */
 #define _GNU_SOURCE
-#include "check.h"
+#include "testutil.h"
 #include "internal.h"
 
 #include <cjson/cJSON.h>
@@ -102,32 +102,16 @@ static void simulated(void) {
     vram_hw_free(hw);
 }
 
-static void put(const char *dir, const char *rel, const char *text) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
-    for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')); p++) {
-        *p = '\0';
-        mkdir(path, 0755);
-        *p = '/';
-    }
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL);
-    if (f) {
-        fputs(text, f);
-        fclose(f);
-    }
-}
-
 /* 16 GiB host, 12 GiB available, cgroup limit 8 GiB with 6 GiB used:
  * the process can have 8 GiB, 2 GiB of it still free. */
 static void cgroup_limit(void) {
     char dir[] = "/tmp/vram-stats-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
-    put(dir, "proc/meminfo",
+    write_text(dir, "proc/meminfo",
         "MemTotal: 16777216 kB\nMemAvailable: 12582912 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n");
-    put(dir, "proc/self/cgroup", "0::/job\n");
-    put(dir, "cg/job/memory.max", "8589934592\n");
-    put(dir, "cg/job/memory.current", "6442450944\n");
+    write_text(dir, "proc/self/cgroup", "0::/job\n");
+    write_text(dir, "cg/job/memory.max", "8589934592\n");
+    write_text(dir, "cg/job/memory.current", "6442450944\n");
     char proc[64], cg[64];
     snprintf(proc, sizeof proc, "%s/proc", dir);
     snprintf(cg, sizeof cg, "%s/cg", dir);
