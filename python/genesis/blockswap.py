@@ -27,6 +27,25 @@ Adaptive: after the first forward the measured per-block compute time is
 given to the planner (measured_block_ms); the engine is rebuilt only when
 the placement changes. An out-of-memory error in a forward makes it stream
 more blocks and retry that forward.
+
+Hooks: only streamed blocks carry forward hooks (acquire / release). The
+first forward of an adaptive swap hooks every block to time it; after it
+resident blocks run without hooks, so a model that streams nothing costs
+one wrapper call per forward.
+
+Engine errors: if libvram fails inside a forward (a copy, acquire or
+release raises), every block gets its own tensors back (from the engine's
+host copies, its spill file, or the model file), the engine is destroyed,
+one RuntimeWarning is issued (and logged), and the forward runs again
+unswapped, so the step still gives the right output. The model stays
+unswapped for the rest of this BlockSwap's life: a driver error tends to
+repeat, and a second one mid-generation costs more than the memory saved.
+A file-backed model (genesis.loading) cannot run unswapped without loading
+the whole file, so it gets a fresh engine from the file instead, once per
+forward.
+
+live_swaps() lists the BlockSwaps whose engine is alive (leak checks: a
+cancelled generation must leave none).
 """
 
 from __future__ import annotations
@@ -34,6 +53,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+import weakref
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -57,6 +77,15 @@ LogFn = Callable[[str], None]
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 _ATTACHED = "_genesis_block_swap"
+
+# Every BlockSwap that holds an engine (see live_swaps).
+_LIVE: weakref.WeakSet[BlockSwap] = weakref.WeakSet()
+
+
+def live_swaps() -> list[BlockSwap]:
+    """The BlockSwaps whose libvram engine (host regions, device slots) is
+    alive in this process."""
+    return [s for s in list(_LIVE) if s.engine is not None]
 
 
 def _dynamo_disable(fn: Callable[..., Any], recursive: bool = True) -> Callable[..., Any]:
@@ -166,6 +195,7 @@ class BlockSwap:
         self.replans: list[dict[str, Any]] = []
         self.measured_block_ms = 0.0
         self.fallback_reason = ""
+        self.engine_errors = 0
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
@@ -193,7 +223,7 @@ class BlockSwap:
         self._device_addr: dict[int, int] = {}  # CUDA resident blocks
         self._slot_views: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._timer: _Timer | None = _Timer(self.device) if adaptive else None
-        self._hooks: list[Any] = []
+        self._block_hooks: dict[int, list[Any]] = {}
         self._orig_device = (self.device if source is not None else
                              next((t.device for t in model.parameters()), torch.device("cpu")))
         self._offload = self._offloaded_embedders()
@@ -202,7 +232,9 @@ class BlockSwap:
             self.log(self.plan.explain("zh"))
         self._build_engine(self.plan)
         self._move_rest(self.device)
-        self._install_hooks()
+        self._sync_hooks()
+        self._orig_forward = model.forward
+        model.forward = _dynamo_disable(self._forward, recursive=False)
         setattr(model, _ATTACHED, self)
 
     # ---- planning -------------------------------------------------------
@@ -275,6 +307,7 @@ class BlockSwap:
         engine.reset_stats()
         self.engine_builds += 1
         self.active = True
+        _LIVE.add(self)
 
     def _engine_device(self) -> torch.device:
         """Where the engine's device addresses live (RAM on the host backend)."""
@@ -323,35 +356,52 @@ class BlockSwap:
     def _materialize(self) -> None:
         """Gives every engine-held tensor its own torch storage again (CPU).
         With a source nothing is copied: the blocks are parked and their
-        bytes stay in the model file."""
+        bytes stay in the model file. A block whose bytes cannot be read
+        back (its spill-file copy through a failing engine) is parked, never
+        left pointing into the engine, and the error is raised at the end."""
+        failed: list[str] = []
         for blk in self.packing.blocks:
+            held = (blk.index in self._host_base or blk.index in self._device_addr
+                    or blk.index in self._parked)
+            if not held:
+                continue
             if self.source is not None:
-                if (blk.index in self._host_base or blk.index in self._device_addr
-                        or blk.index in self._parked):
-                    self._park(blk)
+                self._park(blk)
                 continue
-            if blk.index in self._parked:
-                for s, t in zip(blk.slots, self._slot_copy(blk)):
-                    s.set(t)
+            try:
+                if blk.index in self._parked:
+                    copies = self._slot_copy(blk)
+                else:
+                    base = self._host_base.get(blk.index)
+                    if base is None:
+                        base = _views.byte_view(self._device_addr[blk.index], blk.packed_bytes,
+                                                self._engine_device())
+                    copies = [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape).to(
+                        "cpu", copy=True) for s in blk.slots]
+            except Exception as e:  # noqa: BLE001 - any failure: park, report below
+                self._park(blk)
+                failed.append(f"block {blk.index}: {e}")
                 continue
-            base = self._host_base.get(blk.index)
-            if base is None and blk.index in self._device_addr:
-                base = _views.byte_view(self._device_addr[blk.index], blk.packed_bytes,
-                                        self._engine_device())
-            if base is None:
-                continue
-            for s in blk.slots:
-                s.set(_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape).to(
-                    "cpu", copy=True))
+            for s, t in zip(blk.slots, copies):
+                s.set(t)
         self._host_base, self._device_addr, self._slot_views = {}, {}, {}
         self._streamed, self._parked = set(), set()
+        if failed:
+            raise RuntimeError("genesis block swap: the weights of some blocks could not be read "
+                               "back from the engine (they hold zeros now): " + "; ".join(failed))
 
     def _destroy_engine(self) -> None:
-        if self.engine is not None:
+        """Weights back in torch tensors, then the engine (host regions,
+        spill file, device slots) freed, even when the first part fails."""
+        engine, self.active = self.engine, False
+        if engine is None:
+            return
+        try:
             self._materialize()
-            self.engine.destroy()
+        finally:
+            engine.destroy()
             self.engine = None
-        self.active = False
+            _LIVE.discard(self)
 
     def _rebuild(self, plan: Plan) -> None:
         old = self.plan
@@ -363,6 +413,35 @@ class BlockSwap:
             self._build_engine(old)  # raises when the plan that worked fails too
         if self.active and self.device.type == "cuda":
             torch.cuda.empty_cache()
+        self._sync_hooks()
+
+    def _engine_failed(self, error: VramError) -> None:
+        """libvram failed inside a forward (see the module docstring): the
+        weights come back into torch tensors, the engine goes, and the model
+        runs unswapped (a file-backed model: from a fresh engine)."""
+        self.engine_errors += 1
+        reason = f"libvram failed during a forward ({error})"
+        self.replans.append({"reason": "engine_error", "error": str(error),
+                             "streamed_count": 0, "placement_changed": True})
+        try:
+            if self.engine is not None:
+                try:
+                    self.engine.synchronize()  # no copy may still read a host region
+                except VramError:
+                    pass  # the engine is failing anyway; destroy syncs its streams
+            self._destroy_engine()
+        finally:
+            self._sync_hooks()
+        if self.source is not None:
+            msg = f"genesis block swap: {reason}; reading the blocks from the model file again"
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            logger.warning(msg)
+            if self.debug:
+                self.log("[VRAM] " + msg)
+            self._build_engine(self.plan)  # raises BuildError if that fails too
+            self._sync_hooks()
+            return
+        self._fall_back(reason, error)
 
     def _fall_back(self, reason: str, error: BaseException | None = None) -> None:
         if self.source is not None:
@@ -371,6 +450,8 @@ class BlockSwap:
         msg = f"genesis block swap: {reason}; running the model unswapped"
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
         logger.warning(msg)
+        if self.debug:
+            self.log("[VRAM] " + msg)
         self.active = False
         if self.device.type == "cuda":
             try:
@@ -412,14 +493,23 @@ class BlockSwap:
 
     # ---- hooks ----------------------------------------------------------
 
-    def _install_hooks(self) -> None:
+    def _sync_hooks(self) -> None:
+        """Hooks on the blocks that need them: streamed blocks, and every
+        block while the adaptive timer waits for the first forward."""
+        if self._timer is not None:
+            want = {b.index for b in self.packing.blocks}
+        else:
+            want = set(self._streamed) if self.active else set()
         for blk in self.packing.blocks:
-            pre = _dynamo_disable(self._make_pre(blk))
-            post = _dynamo_disable(self._make_post(blk))
-            self._hooks.append(blk.module.register_forward_pre_hook(pre))
-            self._hooks.append(blk.module.register_forward_hook(post))
-        self._orig_forward = self.model.forward
-        self.model.forward = _dynamo_disable(self._forward, recursive=False)
+            have = self._block_hooks.get(blk.index)
+            if blk.index in want and have is None:
+                pre = _dynamo_disable(self._make_pre(blk))
+                post = _dynamo_disable(self._make_post(blk))
+                self._block_hooks[blk.index] = [blk.module.register_forward_pre_hook(pre),
+                                                blk.module.register_forward_hook(post)]
+            elif blk.index not in want and have is not None:
+                for h in self._block_hooks.pop(blk.index):
+                    h.remove()
 
     def _make_pre(self, blk: BlockPacking) -> Callable[..., None]:
         def pre(_module: nn.Module, _args: Any) -> None:
@@ -456,6 +546,7 @@ class BlockSwap:
 
     def _forward(self, *args: Any, **kwargs: Any) -> Any:
         self._embedders_to(self.device)
+        engine_errors = 0
         try:
             while True:
                 try:
@@ -464,6 +555,13 @@ class BlockSwap:
                 except _oom_types() as e:
                     if not self._stream_more(e):
                         raise
+                except VramError as e:
+                    # Only our hooks call libvram in a forward. One recovery
+                    # per forward: a fresh engine failing again is not retried.
+                    if not self.active or engine_errors:
+                        raise
+                    engine_errors += 1
+                    self._engine_failed(e)
         finally:
             self._embedders_to("cpu")
         self.forwards += 1
@@ -476,6 +574,7 @@ class BlockSwap:
     def _after_first_forward(self) -> None:
         timer, self._timer = self._timer, None
         assert timer is not None
+        self._sync_hooks()  # timing done: resident blocks lose their hooks
         self.measured_block_ms = timer.mean_ms()
         if not self.active or self.measured_block_ms <= 0:
             return
@@ -560,6 +659,8 @@ class BlockSwap:
             "measured_block_ms": self.measured_block_ms,
             "replans": list(self.replans),
             "oom_retries": self.oom_retries,
+            "engine_errors": self.engine_errors,
+            "hooked_blocks": sorted(self._block_hooks),
             "engine_builds": self.engine_builds,
             "embedder_moves": self.embedder_moves,
             "offloaded_embedders": len(self._offload),
@@ -595,14 +696,18 @@ class BlockSwap:
         the model had before, hooks removed."""
         if getattr(self.model, _ATTACHED, None) is not self:
             return
+        self._timer = None
         if self.engine is not None:
-            self.engine.synchronize()
-        self._destroy_engine()
+            try:
+                self.engine.synchronize()
+            except VramError as e:  # destroy still syncs the streams it owns
+                logger.warning("genesis block swap: engine synchronize failed on remove: %s", e)
+        try:
+            self._destroy_engine()
+        finally:
+            self._sync_hooks()  # inactive, no timer: every hook goes
         if self.source is not None:  # the blocks come back from the model file
             self.source.materialize(self.packing, self._orig_device)
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
         if "forward" in self.model.__dict__:
             del self.model.forward
         delattr(self.model, _ATTACHED)

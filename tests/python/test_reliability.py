@@ -4,10 +4,11 @@
   random options every few forwards): outputs stay exact, resident memory
   stays flat;
 - fault injection: the engine fails to create (at the first and at later
-  allocations), pinning fails, a copy fails mid-forward, the CUDA driver
-  library is missing: genesis falls back to running the model unswapped
-  with a warning (or keeps streaming where that is safe) and the output is
-  still right.
+  allocations), pinning fails, a copy or an acquire fails mid-forward, the
+  CUDA driver library is missing: genesis falls back to running the model
+  unswapped with a warning (or keeps streaming where that is safe), the
+  failed step is re-run, and the output is still right;
+- hooks: only streamed blocks keep forward hooks after the first forward.
 """
 
 from __future__ import annotations
@@ -129,23 +130,84 @@ def test_pinning_failure_degrades_to_pageable_and_stays_exact() -> None:
     swap.remove()
 
 
-def test_copy_failure_mid_forward_is_an_error_not_garbage() -> None:
-    """A failed copy must not let a block compute on stale slot bytes: the
-    forward raises (today from the release that issues the prefetch), the
-    engine stays usable, the next forward and the unswapped model are exact."""
-    from genesis.vram import VramError
+def _engine_regions(swap) -> list[tuple[int, int]]:
+    """[start, end) of every host region the swap's engine holds."""
+    eng = swap.engine
+    spans = [(eng.host_ptr(b), eng.host_ptr(b) + eng.block_bytes(b)) for b in swap.streamed_blocks]
+    return [s for s in spans if s[0]]
+
+
+def _owns_its_memory(t: torch.Tensor, regions: list[tuple[int, int]]) -> bool:
+    ptr = t.data_ptr()
+    return t.untyped_storage().resizable() and not any(a <= ptr < b for a, b in regions)
+
+
+def test_copy_failure_mid_forward_recovers_unswapped(caplog) -> None:
+    """A copy fails in the middle of a forward (raised by the release that
+    issues the prefetch): the step still gives the exact output (re-run
+    unswapped), one warning is issued and logged, every parameter is back in
+    memory of its own (no view of the freed engine), and the model stays
+    unswapped and exact."""
+    from genesis.blockswap import live_swaps
 
     model = tiny()
     ref = copy.deepcopy(model)
     x = torch.randn(3, 64)
+    lines: list[str] = []
     swap = apply_block_swap(model, auto_hardware_tuning=False, blocks_to_swap=6, adaptive=False,
+                            vram_debug_mode=True, log=lines.append,
                             engine_options={"fail_copy_at": 3, "slot_count": 2}, **SMALL_VIDEO)
-    assert swap.active
-    with pytest.raises(VramError, match="injected copy failure"):
-        run(model, x)
+    assert swap.active and swap in live_swaps()
+    regions = _engine_regions(swap)
+    assert len(regions) == 6
+    with caplog.at_level("WARNING", logger="genesis.blockswap"), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        out = run(model, x)
+        for _ in range(2):
+            assert torch.equal(run(model, x), run(ref, x))
+    assert torch.equal(out, run(ref, x))
+    ours = [str(m.message) for m in w if issubclass(m.category, RuntimeWarning)]
+    assert len(ours) == 1 and "injected copy failure" in ours[0] and "unswapped" in ours[0], ours
+    assert sum("libvram failed during a forward" in r.getMessage() for r in caplog.records) == 1
+    assert sum("libvram failed during a forward" in line for line in lines) == 1
+    assert not swap.active and swap.engine is None and swap not in live_swaps()
+    st = swap.stats()
+    assert st["engine_errors"] == 1 and st["hooked_blocks"] == [] and st["engine"] is None
+    assert "injected copy failure" in swap.fallback_reason
+    for blk in model.blocks:
+        for t in list(blk.parameters()) + list(blk.buffers()):
+            assert _owns_its_memory(t, regions)
+    swap.remove()
+    assert attached(model) is None
+    assert torch.equal(run(model, x), run(ref, x))
+
+
+def test_acquire_failure_mid_forward_recovers(monkeypatch) -> None:
+    """The same when the pre-hook's acquire raises (the block never ran)."""
+    from genesis.vram import DriverError
+
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, auto_hardware_tuning=False, blocks_to_swap=4, **SMALL_VIDEO)
+    regions = _engine_regions(swap)
+    eng = swap.engine
+    real, calls = eng.acquire, [0]
+
+    def acquire(block: int, stream=None) -> int:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise DriverError(-7, "injected acquire failure", "vram_engine_acquire")
+        return real(block, stream)
+
+    monkeypatch.setattr(eng, "acquire", acquire)
+    with pytest.warns(RuntimeWarning, match="injected acquire failure"):
+        out = run(model, x)
+    assert torch.equal(out, run(ref, x))
+    assert not swap.active and swap.engine is None
+    assert all(_owns_its_memory(t, regions) for t in model.parameters())
     assert torch.equal(run(model, x), run(ref, x))
     swap.remove()
-    assert torch.equal(run(model, x), run(ref, x))
 
 
 def test_engine_failure_on_adaptive_rebuild_keeps_output_right(monkeypatch) -> None:
@@ -186,5 +248,31 @@ def test_missing_cuda_library_falls_back(monkeypatch) -> None:
     with pytest.warns(RuntimeWarning, match="running the model unswapped"):
         swap = apply_block_swap(model, blocks_to_swap=3, backend="cuda", **SMALL_VIDEO)
     assert not swap.active
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+
+
+def _hooked(model: torch.nn.Module) -> list[int]:
+    return [i for i, b in enumerate(model.blocks) if b._forward_pre_hooks or b._forward_hooks]
+
+
+def test_resident_blocks_carry_no_hooks() -> None:
+    """Hooks only where they do something: streamed blocks; every block only
+    for the adaptive timing of the first forward."""
+    x = torch.randn(3, 64)
+    model = tiny()
+    swap = apply_block_swap(model, auto_hardware_tuning=False, blocks_to_swap=2, adaptive=False,
+                            **SMALL_VIDEO)
+    assert _hooked(model) == swap.streamed_blocks and len(swap.streamed_blocks) == 2
+    swap.remove()
+    assert _hooked(model) == []
+
+    ref = copy.deepcopy(model)
+    swap = apply_block_swap(model, vram_threshold_percent=95, vram_mb=100_000, **SMALL_VIDEO)
+    assert swap.active and swap.streamed_blocks == []
+    assert _hooked(model) == list(range(6))  # the first forward is timed
+    assert torch.equal(run(model, x), run(ref, x))
+    assert swap.measured_block_ms > 0
+    assert _hooked(model) == [] and swap.stats()["hooked_blocks"] == []
     assert torch.equal(run(model, x), run(ref, x))
     swap.remove()
