@@ -6,12 +6,20 @@
 The built-in tiny model is the default, so the app runs on a CPU out of the
 box (its output is noise). All VRAM decisions come from genesis (libvram);
 this module only wires the UI to genesis.wan.runner.
+
+Requests run one at a time (Gradio's queue, concurrency 1). A cancelled
+request (the UI's or a client's job.cancel()) stops at its next denoising
+step and frees its block-swap engine before the queue starts the next one.
+Numeric inputs are checked against the controls' ranges (RANGES) for API
+callers, who never see the sliders.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import inspect
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +27,7 @@ import gradio as gr
 
 from genesis.i18n import LANGS, Texts
 from genesis.wan.loading import ModelError, ModelSpec
-from genesis.wan.runner import GenerationRequest, WanGenerator
+from genesis.wan.runner import Cancelled, GenerationRequest, WanGenerator
 from genesis.wan.schedulers import SCHEDULERS
 from genesis.wan.validation import InputError
 from genesis.wan.vram_setup import VramSettings
@@ -34,6 +42,49 @@ PRESETS: tuple[str, ...] = (
 )
 # No "cudagraphs": CUDA graphs record weight addresses, which block swapping moves.
 COMPILE_BACKENDS: tuple[str, ...] = ("inductor", "aot_eager", "eager")
+# (minimum, maximum) of each numeric control: the sliders use them, and
+# check_ranges enforces them for API requests.
+RANGES: dict[str, tuple[float, float]] = {
+    "width": (16, 1920),
+    "height": (16, 1920),
+    "steps": (1, 100),
+    "cfg": (0.0, 20.0),
+    "shift": (0.1, 20.0),
+    "vram_threshold_percent": (10, 95),
+    "blocks_to_swap": (0, 40),
+    "num_cuda_streams": (1, 16),
+    "bandwidth_target": (0.1, 1.0),
+    "vace_blocks_to_swap": (0, 15),
+}
+
+
+def check_ranges(**values: float) -> None:
+    """InputError naming the first value outside its control's range."""
+    for name, value in values.items():
+        lo, hi = RANGES[name]
+        if not lo <= value <= hi:
+            raise InputError(f"{name}={value:g} is out of range: allowed {lo:g} to {hi:g}")
+
+
+class NamedSlider(gr.Slider):
+    """gr.Slider whose out-of-range error (Gradio checks API values before
+    the handler runs) names the control. A template: the browser renders a
+    plain slider."""
+
+    is_template = True
+
+    def preprocess(self, payload: float) -> float:
+        try:
+            return super().preprocess(payload)
+        except gr.Error as e:
+            raise gr.Error(f"{self.elem_id}: {e.message}") from e
+
+
+def slider(name: str, **kw: Any) -> NamedSlider:
+    lo, hi = RANGES[name]
+    return NamedSlider(lo, hi, elem_id=name, **kw)
+
+
 PRESET_OUTPUTS: tuple[str, ...] = (
     "steps",
     "cfg",
@@ -121,6 +172,7 @@ class WanVideoApp:
         self.generator = WanGenerator(output_dir=output_dir)
         self.last_log: list[str] = []
         self.last_timeline: list[dict[str, Any]] = []
+        self.cancelled_runs = 0
 
     def generate_video(
         self,
@@ -155,9 +207,17 @@ class WanVideoApp:
         model_path: str = "",
         model_base: str = "",
         progress: Any = None,
+        cancel: threading.Event | None = None,
     ) -> tuple[str, list[Any], dict[str, Any]]:
         """Generates one video; returns (mp4 path, gallery frames, metadata).
-        Raises InputError / ModelError with a message meant for the user."""
+        Raises InputError / ModelError with a message meant for the user,
+        Cancelled once `cancel` is set."""
+        check_ranges(
+            width=float(width), height=float(height), steps=float(steps), cfg=float(cfg), shift=float(shift),
+            vram_threshold_percent=float(vram_threshold_percent), blocks_to_swap=float(blocks_to_swap),
+            num_cuda_streams=float(num_cuda_streams), bandwidth_target=float(bandwidth_target),
+            vace_blocks_to_swap=float(vace_blocks_to_swap),
+        )
         vram = VramSettings(
             auto_hardware_tuning=bool(auto_hardware_tuning),
             vram_threshold_percent=float(vram_threshold_percent),
@@ -195,7 +255,7 @@ class WanVideoApp:
             if progress is not None:
                 progress((step, total), desc="denoising", unit="steps")
 
-        result = self.generator.generate(req, progress=report)
+        result = self.generator.generate(req, progress=report, cancel=cancel)
         self.last_log = result.log
         self.last_timeline = result.timeline
         return str(result.video_path), list(result.gallery), result.metadata
@@ -218,14 +278,14 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
                 image = gr.Image(label=t("image"), type="pil", elem_id="image")
                 preset = gr.Radio(choices=list(PRESETS), value="Default", label=t("preset"), elem_id="preset")
                 with gr.Row():
-                    width = gr.Slider(16, 1920, value=128 if small else 832, step=16, label=t("width"), elem_id="width")
-                    height = gr.Slider(16, 1920, value=128 if small else 480, step=16, label=t("height"), elem_id="height")
+                    width = slider("width", value=128 if small else 832, step=16, label=t("width"))
+                    height = slider("height", value=128 if small else 480, step=16, label=t("height"))
                 with gr.Row():
                     frames = gr.Number(value=17 if small else 81, precision=0, label=t("frames"), elem_id="frames")
-                    steps = gr.Slider(1, 100, value=d_steps, step=1, label=t("steps"), elem_id="steps")
+                    steps = slider("steps", value=d_steps, step=1, label=t("steps"))
                 with gr.Row():
-                    cfg = gr.Slider(0.0, 20.0, value=d_cfg, step=0.1, label=t("cfg"), elem_id="cfg")
-                    shift = gr.Slider(0.1, 20.0, value=d_shift, step=0.1, label=t("shift"), elem_id="shift")
+                    cfg = slider("cfg", value=d_cfg, step=0.1, label=t("cfg"))
+                    shift = slider("shift", value=d_shift, step=0.1, label=t("shift"))
                 with gr.Row():
                     scheduler = gr.Dropdown(list(SCHEDULERS), value=d_sched, label=t("scheduler"), elem_id="scheduler")
                     seed = gr.Number(value=42, precision=0, label=t("seed"), elem_id="seed")
@@ -236,19 +296,19 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
                 with gr.Accordion(t("vram_section"), open=True):
                     block_swap_enabled = gr.Checkbox(value=d_swap, label=t("block_swap_enabled"), elem_id="block_swap_enabled")
                     auto_hardware_tuning = gr.Checkbox(value=d_auto, label=t("auto_hardware_tuning"), elem_id="auto_hardware_tuning")
-                    vram_threshold_percent = gr.Slider(10, 95, value=d_thr, step=1, label=t("vram_threshold_percent"), elem_id="vram_threshold_percent")
+                    vram_threshold_percent = slider("vram_threshold_percent", value=d_thr, step=1, label=t("vram_threshold_percent"))
                     mode_status = gr.Markdown(vram_mode_text(t, d_swap, d_auto), elem_id="vram_mode")
                     with gr.Accordion(t("advanced"), open=True):
-                        blocks_to_swap = gr.Slider(0, 40, value=0, step=1, label=t("blocks_to_swap"), info=t("blocks_to_swap_info"), interactive=not d_auto, elem_id="blocks_to_swap")
+                        blocks_to_swap = slider("blocks_to_swap", value=0, step=1, label=t("blocks_to_swap"), info=t("blocks_to_swap_info"), interactive=not d_auto)
                         with gr.Row():
                             enable_cuda_optimization = gr.Checkbox(value=True, label=t("enable_cuda_optimization"), elem_id="enable_cuda_optimization")
                             enable_dram_optimization = gr.Checkbox(value=True, label=t("enable_dram_optimization"), elem_id="enable_dram_optimization")
-                        num_cuda_streams = gr.Slider(1, 16, value=8, step=1, label=t("num_cuda_streams"), interactive=not d_auto, elem_id="num_cuda_streams")
-                        bandwidth_target = gr.Slider(0.1, 1.0, value=0.8, step=0.05, label=t("bandwidth_target"), interactive=not d_auto, elem_id="bandwidth_target")
+                        num_cuda_streams = slider("num_cuda_streams", value=8, step=1, label=t("num_cuda_streams"), interactive=not d_auto)
+                        bandwidth_target = slider("bandwidth_target", value=0.8, step=0.05, label=t("bandwidth_target"), interactive=not d_auto)
                         with gr.Row():
                             offload_txt_emb = gr.Checkbox(value=False, label=t("offload_txt_emb"), elem_id="offload_txt_emb")
                             offload_img_emb = gr.Checkbox(value=False, label=t("offload_img_emb"), elem_id="offload_img_emb")
-                        vace_blocks_to_swap = gr.Slider(0, 15, value=0, step=1, label=t("vace_blocks_to_swap"), elem_id="vace_blocks_to_swap")
+                        vace_blocks_to_swap = slider("vace_blocks_to_swap", value=0, step=1, label=t("vace_blocks_to_swap"))
                         vram_debug_mode = gr.Checkbox(value=False, label=t("vram_debug_mode"), elem_id="vram_debug_mode")
             with gr.Column(scale=1):
                 generate_button = gr.Button(t("generate"), variant="primary", elem_id="generate")
@@ -283,21 +343,38 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
         model_path.change(lambda m: gr.update(visible=ModelSpec(m or "").is_tiny), inputs=[model_path], outputs=[notice], queue=False)
         timer.tick(memory_monitor_text, inputs=[vram_threshold_percent], outputs=[monitor], concurrency_limit=None, show_progress="hidden")
 
-        def generate_wrapper(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-            try:
-                video, gallery, meta = app.generate_video(*args, progress=progress)
-            except (InputError, ModelError) as e:
-                raise gr.Error(str(e), duration=20) from e
-            except Exception as e:  # anything else: shown, and the app keeps serving
-                raise gr.Error(f"generation failed: {type(e).__name__}: {e}", duration=20) from e
+        def run_one(*args: Any, progress: Any, cancel: threading.Event) -> tuple[Any, ...]:
+            video, gallery, meta = app.generate_video(*args, progress=progress, cancel=cancel)
             done = t.plain("done") + f" — {meta['generate_s']:.2f} s, {meta['frames']} frames"
             if "note" in meta:
                 done += f" ({meta['note']})"
             return video, gallery, meta, done, "\n".join(app.last_log), timeline_figure(app.last_timeline)
 
+        async def generate_wrapper(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+            # The run goes to a thread; when Gradio cancels this task the run
+            # is told to stop, and the task waits for it to free its engine,
+            # so the queue never starts the next request on a busy device.
+            cancel = threading.Event()
+            run = asyncio.ensure_future(asyncio.to_thread(run_one, *args, progress=progress, cancel=cancel))
+            try:
+                while True:
+                    try:
+                        return await asyncio.shield(run)
+                    except asyncio.CancelledError:
+                        if run.done():
+                            raise
+                        cancel.set()
+                        app.cancelled_runs += 1
+            except Cancelled as e:
+                raise asyncio.CancelledError() from e
+            except (InputError, ModelError) as e:
+                raise gr.Error(str(e), duration=20) from e
+            except Exception as e:  # anything else: shown, and the app keeps serving
+                raise gr.Error(f"generation failed: {type(e).__name__}: {e}", duration=20) from e
+
         # The API names its parameters after generate_video's.
         sig = inspect.signature(WanVideoApp.generate_video)
-        params = [p for n, p in sig.parameters.items() if n not in ("self", "progress")]
+        params = [p for n, p in sig.parameters.items() if n not in ("self", "progress", "cancel")]
         params.append(inspect.Parameter("progress", inspect.Parameter.KEYWORD_ONLY, default=gr.Progress()))
         generate_wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
 

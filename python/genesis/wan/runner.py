@@ -4,7 +4,13 @@ Loads (and keeps) the pipeline, runs the seed's step 2 through
 genesis.wan.vram_setup, places the model (block swapping through
 genesis.blockswap when enabled), denoises with a progress callback, writes the
 mp4 and gathers the run's metadata (plan, predicted and measured step time,
-peak VRAM, bytes streamed, overlap, the engine's timeline)."""
+peak VRAM, bytes streamed, overlap, the engine's timeline).
+
+Cancellation: generate(cancel=event) stops at the next denoising step once
+the event is set (Cancelled). Whatever ends a run early (Cancelled, an
+error, KeyboardInterrupt) goes through the same finally path as a finished
+one: the block swapping is removed, so its engine, host regions and device
+slots are freed before the next request runs."""
 
 from __future__ import annotations
 
@@ -26,6 +32,10 @@ from .video import gallery_frames, write_mp4
 from .vram_setup import LogFn, VramSettings, build_block_swap_args
 
 ProgressFn = Callable[[int, int], None]
+
+
+class Cancelled(Exception):
+    """The run was cancelled (generate's cancel event was set)."""
 
 NOISE_NOTE = "tiny random-weight model: the output is noise; choose a real Wan model for real videos"
 
@@ -68,6 +78,8 @@ def log_run_summary(info: dict[str, Any], step_times: list[float], log: LogFn) -
         if r["reason"] == "measured_block_ms":
             log(f"[VRAM] 实测每块计算: {r['measured_block_ms']:.2f} ms; 重新规划"
                 + ("改变了放置，重建引擎" if r["placement_changed"] else "未改变放置"))
+        elif r["reason"] == "engine_error":
+            log(f"[VRAM] libvram 出错, 已恢复权重并改为不分块运行: {r.get('error', '')}")
         else:
             log(f"[VRAM] 显存不足后重新规划: 流式块 {r['streamed_count']}")
     steady = step_times[1:] or step_times
@@ -108,6 +120,11 @@ class WanGenerator:
         self.device = device or default_device()
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
+        # Calls of generate() in progress, counted before the lock: the app's
+        # queue must never let this exceed 1 (its tests read max_in_flight).
+        self._count_lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
 
     def model(self, spec: ModelSpec, want_i2v: bool) -> LoadedModel:
         """The loaded pipeline for spec, loading it on first use."""
@@ -121,12 +138,25 @@ class WanGenerator:
         self._loaded = load_pipeline(spec, want_i2v, torch_dtype=dtype)
         return self._loaded
 
-    def generate(self, req: GenerationRequest, progress: ProgressFn | None = None, log: LogFn | None = None) -> GenerationResult:
-        with self._lock:
-            return self._generate(req, progress, log)
+    def generate(self, req: GenerationRequest, progress: ProgressFn | None = None, log: LogFn | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        with self._count_lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            with self._lock:
+                return self._generate(req, progress, log, cancel)
+        finally:
+            with self._count_lock:
+                self.in_flight -= 1
 
-    def _generate(self, req: GenerationRequest, progress: ProgressFn | None, log: LogFn | None) -> GenerationResult:
+    def _generate(self, req: GenerationRequest, progress: ProgressFn | None, log: LogFn | None,
+                  cancel: threading.Event | None) -> GenerationResult:
         import torch
+
+        def check_cancel() -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("generation cancelled")
 
         lines: list[str] = []
 
@@ -135,6 +165,7 @@ class WanGenerator:
             (log or print)(line)
 
         validate_request(req.prompt, req.width, req.height, req.frames, req.steps, req.cfg, req.shift)
+        check_cancel()
         started = time.time()
         t0 = time.perf_counter()
         loaded = self.model(req.model, want_i2v=req.image is not None)
@@ -158,7 +189,9 @@ class WanGenerator:
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
         session = swap.place(loaded, setup.args, self.device, log=emit, debug=req.vram.vram_debug_mode, video=video)
+        finished = False
         try:
+            check_cancel()
             set_compiled(loaded, req.compile_enabled, req.compile_backend)
             seed = req.seed if req.seed >= 0 else random.randrange(2**31)
             step_times: list[float] = []
@@ -170,6 +203,7 @@ class WanGenerator:
                 last[0] = now
                 if progress is not None:
                     progress(step + 1, req.steps)
+                check_cancel()  # raised out of the pipeline: the finally below cleans up
                 return kwargs
 
             call: dict[str, Any] = dict(
@@ -196,8 +230,11 @@ class WanGenerator:
             swap_info, timeline = session.report()
             if req.vram.vram_debug_mode and session.handles:
                 log_run_summary(swap_info, step_times, emit)
+            finished = True
         finally:
             session.close()
+            if on_gpu and not finished:  # the aborted run's activations
+                torch.cuda.empty_cache()
         frames = np.asarray(frames)[0]
         self.output_dir.mkdir(parents=True, exist_ok=True)
         video = write_mp4(frames, self.output_dir / f"wan-{int(started)}-{seed}.mp4", fps=req.fps)
@@ -233,6 +270,7 @@ class WanGenerator:
             "load_s": round(load_s, 3),
             "generate_s": round(run_s, 3),
             "started_at": started,
+            "requests_in_flight": self.in_flight,
             "finished_at": time.time(),
             "video": str(video),
         }
