@@ -3,8 +3,13 @@
 backend: a model of blocks (fp32 and bf16) and, when diffusers is there, a
 tiny WanTransformer3DModel, each run unswapped on the GPU and then with
 blocks streamed through the engine; outputs must be equal bit for bit.
-Also checks torch.compile of the blocks, the adaptive replan and an
-injected out-of-memory retry on the GPU.
+Also checks torch.compile of the blocks, the adaptive replan, an
+injected out-of-memory retry, and a soak: 200 forwards of a small streamed
+model with a random re-plan every few forwards, outputs exact, while
+torch.cuda.memory_allocated, the device-wide used memory
+(torch.cuda.mem_get_info) and each engine's pinned bytes stay flat.
+
+The first line printed is the card's name (or the skip message).
 
 Exits 0 with a message (and checks nothing) when no CUDA GPU is present.
 Usage: python scripts/gpu_check_python.py   (VRAM_LIBRARY may point at a build)
@@ -13,13 +18,108 @@ Usage: python scripts/gpu_check_python.py   (VRAM_LIBRARY may point at a build)
 from __future__ import annotations
 
 import copy
+import random
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(ROOT / "tests" / "python"))
+
+
+CheckFn = Callable[..., None]
+
+
+def device_memory(dev: Any) -> tuple[int, int]:
+    """(torch.cuda.memory_allocated, device-wide used bytes) after freeing
+    torch's cache; (0, 0) on a CPU (the soak's logic can run there)."""
+    import torch
+
+    if dev.type != "cuda":
+        return 0, 0
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    free, total = torch.cuda.mem_get_info(dev)
+    return torch.cuda.memory_allocated(dev), total - free
+
+
+def soak(dev: Any, check: CheckFn, forwards: int = 200) -> None:
+    """Forwards of a small model (8 blocks of 16 MiB) with a random re-plan
+    every 1-8 forwards. Memory is sampled after each remove(), when the
+    model is back on the CPU: the last quarter must not sit above the
+    first half (a leaked engine would add its slots and host regions);
+    each engine's pinned bytes must not move while it lives."""
+    import torch
+
+    from genesis.blockswap import apply_block_swap, live_swaps
+    from genesis.vram import DoesNotFit
+    from models import tiny
+
+    rng = random.Random(11)
+    model = tiny(d=1024, n=8)
+    ref = copy.deepcopy(model).to(dev)
+    xs = [torch.randn(8, 1024, device=dev) for _ in range(4)]
+    with torch.no_grad():
+        expected = [ref(x) for x in xs]
+    del ref
+    samples: list[tuple[int, int]] = [device_memory(dev)]
+    pinned: dict[tuple[int, int], int] = {}
+    pinned_moved: list[str] = []
+    wrong: list[int] = []
+    leaked = 0
+    swap: Any = None
+    next_replan, replans, streamed = 0, 0, set()
+    for it in range(forwards):
+        if it == next_replan:
+            if swap is not None:
+                swap.remove()
+                leaked += len(live_swaps())
+                samples.append(device_memory(dev))
+            opts: dict[str, Any] = dict(width=64, height=64, frames=5, device=dev,
+                                        adaptive=rng.random() < 0.5,
+                                        enable_cuda_optimization=rng.random() < 0.75,
+                                        enable_dram_optimization=rng.random() < 0.75)
+            manual = dict(auto_hardware_tuning=False, blocks_to_swap=rng.randint(1, 8),
+                          num_cuda_streams=rng.randint(1, 4),
+                          bandwidth_target=rng.choice([0.5, 0.8, 1.0]))
+            if rng.random() < 0.3:
+                try:
+                    swap = apply_block_swap(model, vram_threshold_percent=rng.choice([10, 30, 50]),
+                                            vram_mb=rng.choice([400, 1000]), **opts)
+                except DoesNotFit:
+                    swap = apply_block_swap(model, **manual, **opts)
+            else:
+                swap = apply_block_swap(model, **manual, **opts)
+            replans += 1
+            streamed.add(len(swap.streamed_blocks))
+            next_replan = it + rng.randint(1, 8)
+        k = it % len(xs)
+        with torch.no_grad():
+            out = model(xs[k])
+        if not torch.equal(out, expected[k]):
+            wrong.append(it)
+        if swap.engine is not None:
+            key, now = (replans, swap.engine_builds), swap.engine.stats()["pinned_bytes"]
+            if pinned.setdefault(key, now) != now:
+                pinned_moved.append(f"forward {it}: {pinned[key]} -> {now}")
+    swap.remove()
+    leaked += len(live_swaps())
+    samples.append(device_memory(dev))
+    half, quarter = samples[: len(samples) // 2], samples[-max(1, len(samples) // 4):]
+    alloc_early, alloc_late = max(a for a, _ in half), max(a for a, _ in quarter)
+    used_early, used_late = max(u for _, u in half), max(u for _, u in quarter)
+    mib = 2**20
+    check(f"soak: {forwards} forwards exact over {replans} re-plans", not wrong and replans >= 20
+          and len(streamed) >= 3, f"(wrong at {wrong[:5]}, streamed counts {sorted(streamed)})")
+    check("soak: memory_allocated flat", alloc_late <= alloc_early + mib,
+          f"({alloc_early / mib:.1f} -> {alloc_late / mib:.1f} MiB)")
+    check("soak: device-wide used memory flat", used_late <= used_early + 32 * mib,
+          f"({used_early / mib:.1f} -> {used_late / mib:.1f} MiB, mem_get_info)")
+    check("soak: pinned bytes flat per engine, no engine left", not pinned_moved and leaked == 0,
+          f"({len(pinned)} engines, max {max(pinned.values(), default=0) / mib:.1f} MiB pinned; "
+          f"{pinned_moved[:3]}; {leaked} left alive)")
 
 
 def main() -> int:
@@ -29,13 +129,13 @@ def main() -> int:
         print("gpu_check_python: SKIPPED - no CUDA GPU visible to torch "
               f"(torch {torch.__version__}, cuda build {torch.version.cuda}); nothing checked")
         return 0
-    from genesis.blockswap import apply_block_swap, compile_blocks
-    from models import tiny
-
     dev = torch.device("cuda", 0)
     props = torch.cuda.get_device_properties(dev)
     print(f"gpu_check_python: {props.name}, {props.total_memory / 2**30:.1f} GiB, "
-          f"cc {props.major}.{props.minor}, torch {torch.__version__}")
+          f"cc {props.major}.{props.minor}, torch {torch.__version__}", flush=True)
+    from genesis.blockswap import apply_block_swap, compile_blocks
+    from models import tiny
+
     failures: list[str] = []
 
     def check(name: str, ok: bool, detail: str = "") -> None:
@@ -123,6 +223,8 @@ def main() -> int:
         check("WanTransformer3DModel bit-identical", all(torch.equal(g, expected) for g in got),
               f"({(time.perf_counter() - t0) * 500:.1f} ms/forward)")
         swap.remove()
+
+    soak(dev, check)
 
     print("gpu_check_python:", "FAILED: " + ", ".join(failures) if failures else "all passed")
     return 1 if failures else 0

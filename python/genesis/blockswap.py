@@ -196,6 +196,7 @@ class BlockSwap:
         self.measured_block_ms = 0.0
         self.fallback_reason = ""
         self.engine_errors = 0
+        self._broken = ""  # weights lost (see _materialize): every forward raises
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
@@ -387,8 +388,9 @@ class BlockSwap:
         self._host_base, self._device_addr, self._slot_views = {}, {}, {}
         self._streamed, self._parked = set(), set()
         if failed:
-            raise RuntimeError("genesis block swap: the weights of some blocks could not be read "
-                               "back from the engine (they hold zeros now): " + "; ".join(failed))
+            self._broken = ("genesis block swap: the weights of some blocks could not be read back "
+                            "from the engine (they hold zeros now): " + "; ".join(failed))
+            raise RuntimeError(self._broken)
 
     def _destroy_engine(self) -> None:
         """Weights back in torch tensors, then the engine (host regions,
@@ -545,6 +547,8 @@ class BlockSwap:
         return post
 
     def _forward(self, *args: Any, **kwargs: Any) -> Any:
+        if self._broken:
+            raise RuntimeError(self._broken)
         self._embedders_to(self.device)
         engine_errors = 0
         try:

@@ -165,3 +165,39 @@ def test_ranges_are_checked_without_the_ui(live: Live) -> None:
     a = args(num_cuda_streams=17)
     with pytest.raises(InputError, match="num_cuda_streams=17 is out of range: allowed 1 to 16"):
         live.app.generate_video(*a.values())
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError, "cancel"])
+def test_a_run_ended_mid_denoising_frees_its_engine(live: Live, interrupt: Any) -> None:
+    """runner.py: an exception, a KeyboardInterrupt or the cancel event in
+    the middle of the denoising loop leaves no engine alive, the
+    transformer unswapped, and the generator ready for the next request."""
+    import threading
+
+    from genesis.blockswap import attached
+    from genesis.wan.runner import Cancelled, GenerationRequest
+    from genesis.wan.vram_setup import VramSettings
+
+    gen = live.app.generator
+    cancel = threading.Event()
+    seen: list[Any] = []
+
+    def progress(step: int, total: int) -> None:
+        if step == 2:
+            seen.extend(live_swaps())
+            if interrupt == "cancel":
+                cancel.set()
+            else:
+                raise interrupt("stop here")
+
+    req = GenerationRequest(prompt="interrupted", width=64, height=64, frames=5, steps=20, block_swap_enabled=True,
+                            vram=VramSettings(auto_hardware_tuning=False, blocks_to_swap=2, num_cuda_streams=2))
+    expected = Cancelled if interrupt == "cancel" else interrupt
+    with pytest.raises(expected):
+        gen.generate(req, progress=progress, cancel=cancel, log=lambda _line: None)
+    assert seen, "no engine was alive mid-run"
+    assert live_swaps() == [] and gen.in_flight == 0
+    assert all(attached(t) is None for t in gen._loaded.transformers)
+    req.prompt = "after"
+    assert gen.generate(req, log=lambda _line: None).metadata["swap_active"]
+    assert live_swaps() == []
