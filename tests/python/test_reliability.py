@@ -276,3 +276,32 @@ def test_resident_blocks_carry_no_hooks() -> None:
     assert _hooked(model) == [] and swap.stats()["hooked_blocks"] == []
     assert torch.equal(run(model, x), run(ref, x))
     swap.remove()
+
+
+def test_copy_failure_in_a_file_backed_model_rereads_the_file(tmp_path) -> None:
+    """A file-backed model (genesis.loading) cannot run unswapped without
+    loading the whole file: after an engine error it gets a fresh engine
+    from the file, and the step's output is still exact."""
+    from safetensors.torch import save_file
+
+    from genesis.blockswap import live_swaps
+    from genesis.loading import load_swapped
+    from models import TinyModel
+
+    ref = tiny(n=6)
+    path = tmp_path / "tiny.safetensors"
+    save_file(ref.state_dict(), str(path))
+    x = torch.randn(3, 64)
+    model = load_swapped(lambda: TinyModel(n=6), path, auto_hardware_tuning=False, blocks_to_swap=4,
+                         adaptive=False, engine_options={"fail_copy_at": 5, "slot_count": 2}, **SMALL_VIDEO)
+    swap = attached(model)  # copy 5 falls in the first forward
+    swap.engine_options.pop("fail_copy_at")  # the fresh engine copies without faults
+    with pytest.warns(RuntimeWarning, match="reading the blocks from the model file again"):
+        out = run(model, x)
+    assert torch.equal(out, run(ref, x))
+    assert swap.active and swap.engine_builds == 2 and swap.engine_errors == 1
+    assert swap in live_swaps() and swap.stats()["hooked_blocks"] == swap.streamed_blocks
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    assert swap not in live_swaps()
+    assert torch.equal(run(model.eval(), x), run(ref, x))
