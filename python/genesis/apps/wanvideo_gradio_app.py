@@ -66,23 +66,24 @@ def check_ranges(**values: float) -> None:
             raise InputError(f"{name}={value:g} is out of range: allowed {lo:g} to {hi:g}")
 
 
-class NamedSlider(gr.Slider):
-    """gr.Slider whose out-of-range error (Gradio checks API values before
-    the handler runs) names the control. A template: the browser renders a
-    plain slider."""
-
-    is_template = True
-
-    def preprocess(self, payload: float) -> float:
-        try:
-            return super().preprocess(payload)
-        except gr.Error as e:
-            raise gr.Error(f"{self.elem_id}: {e.message}") from e
-
-
-def slider(name: str, **kw: Any) -> NamedSlider:
+def slider(name: str, **kw: Any) -> gr.Slider:
+    """The control `name` with its RANGES. Gradio refuses an out-of-range
+    API value before the handler runs, with a message that does not say
+    which value; this one's message names the control. (An instance
+    attribute, not a gr.Slider subclass: Gradio writes a .pyi stub next to
+    the module of every component class.)"""
     lo, hi = RANGES[name]
-    return NamedSlider(lo, hi, elem_id=name, **kw)
+    s = gr.Slider(lo, hi, elem_id=name, **kw)
+    plain = s.preprocess
+
+    def preprocess(payload: float) -> float:
+        try:
+            return plain(payload)
+        except gr.Error as e:
+            raise gr.Error(f"{name}: {e.message}") from e
+
+    s.preprocess = preprocess  # type: ignore[method-assign]
+    return s
 
 
 PRESET_OUTPUTS: tuple[str, ...] = (
