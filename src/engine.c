@@ -51,6 +51,9 @@ typedef struct eblock {
     tensor_ref *tensors;
     int ntensors;
     bool from_files;         /* every tensor has a file range */
+    bool staged;             /* pageable: copied through pinned staging, since a
+                              * DMA straight from pageable memory makes the
+                              * issuing thread wait for the copy stream */
     uint64_t spill_offset;   /* disk tier without files */
     /* Run state. */
     int slot;                /* slot holding (or receiving) its bytes, -1 */
@@ -65,12 +68,13 @@ typedef struct eslot {
     void *copied, *freed;
 } eslot;
 
-/* A disk read run in stream order (host function); never changes after
- * create, so a queued read can't see a later issue's arguments. */
-typedef struct disk_job {
+/* Staging of a block (disk read or pageable memcpy) run in stream order
+ * (host function); never changes after create, so a queued job can't see a
+ * later issue's arguments. */
+typedef struct stage_job {
     vram_engine *eng;
     int block, staging;
-} disk_job;
+} stage_job;
 
 typedef struct tl_entry {
     vram_timeline_event ev;
@@ -95,10 +99,10 @@ struct vram_engine {
     unsigned rr;
     bool async;
     double target, link_gbps;
-    /* Disk tier. */
+    /* Disk tier and staged pageable blocks. */
     vram_host_region *staging;
     int nstaging;
-    disk_job *jobs; /* [block * nstaging + staging] */
+    stage_job *jobs; /* [block * nstaging + staging] */
     int *fds;
     int nfiles;
     int spill_fd;
@@ -210,12 +214,19 @@ static int read_block(vram_engine *eng, int b, uint8_t *dst) {
     return VRAM_OK;
 }
 
-/* Host function on a stream: a disk-tier block into its staging buffer.
- * Errors surface at the next acquire, release or synchronize. */
-static void disk_read_fn(void *user) {
-    const disk_job *j = user;
+/* Host function on a stream: a block into its staging buffer, from disk or
+ * from its pageable region. Errors surface at the next acquire, release or
+ * synchronize. */
+static void stage_fn(void *user) {
+    const stage_job *j = user;
     vram_engine *eng = j->eng;
-    int st = read_block(eng, j->block, eng->staging[j->staging].p);
+    eblock *bl = &eng->blocks[j->block];
+    uint8_t *dst = eng->staging[j->staging].p;
+    if (bl->tier != VRAM_TIER_DISK) {
+        memcpy(dst, bl->host.p, bl->bytes);
+        return;
+    }
+    int st = read_block(eng, j->block, dst);
     if (st != VRAM_OK) {
         pthread_mutex_lock(&eng->async_mu);
         if (atomic_load(&eng->async_status) == VRAM_OK) {
@@ -466,10 +477,10 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     tl_entry *t = tl_at(eng, ti);
     st = o->event_record(eng->be, t->e_start, s);
     const uint8_t *src = bl->host.p;
-    if (st == VRAM_OK && bl->tier == VRAM_TIER_DISK) {
+    if (st == VRAM_OK && (bl->tier == VRAM_TIER_DISK || bl->staged)) {
         int k = sidx < 0 ? 0 : sidx;
         src = eng->staging[k].p;
-        st = o->host_func(eng->be, s, disk_read_fn, &eng->jobs[b * eng->nstaging + k]);
+        st = o->host_func(eng->be, s, stage_fn, &eng->jobs[b * eng->nstaging + k]);
     }
     bool paced = eng->target > 0 && eng->target < 1 && eng->link_gbps > 0;
     uint64_t chunk = paced ? pace_chunk(bl->bytes) : bl->bytes;
@@ -692,7 +703,7 @@ static int open_spill(vram_engine *eng, uint64_t bytes) {
     return VRAM_OK;
 }
 
-/* Host regions, disk staging, spill file. */
+/* Host regions, staging (disk tier, pageable blocks), spill file. */
 static int setup_host(vram_engine *eng, const vram_layout *layout, int file_count) {
     uint64_t spill = 0, staging = 0;
     for (int b = 0; b < eng->nblocks; b++) {
@@ -712,6 +723,12 @@ static int setup_host(vram_engine *eng, const vram_layout *layout, int file_coun
                                   &bl->host);
         if (st)
             return st;
+        /* With pinning on, copy streams stage pageable blocks through pinned
+         * buffers (the planner holds them back from the pinned budget). */
+        if (!bl->host.pinned && eng->async && eng->arena.pin_enabled) {
+            bl->staged = true;
+            staging = bl->bytes > staging ? bl->bytes : staging;
+        }
     }
     int st = open_files(eng, layout, file_count);
     if (st == VRAM_OK && spill)
@@ -722,13 +739,32 @@ static int setup_host(vram_engine *eng, const vram_layout *layout, int file_coun
     eng->staging = calloc((size_t)eng->nstaging, sizeof *eng->staging);
     eng->jobs = calloc((size_t)eng->nblocks * (size_t)eng->nstaging, sizeof *eng->jobs);
     if (!eng->staging || !eng->jobs)
-        return vram_fail(VRAM_E_NOMEM, "disk staging tables");
-    for (int k = 0; k < eng->nstaging; k++)
+        return vram_fail(VRAM_E_NOMEM, "staging tables");
+    bool staging_pinned = true;
+    for (int k = 0; k < eng->nstaging; k++) {
         if ((st = vram_arena_alloc(&eng->arena, staging, true, &eng->staging[k])))
             return st;
+        staging_pinned = staging_pinned && eng->staging[k].pinned;
+    }
+    /* Staging a pageable block only pays through a pinned buffer; without
+     * disk-tier blocks unpinned buffers would serve nothing. */
+    if (!staging_pinned) {
+        for (int b = 0; b < eng->nblocks; b++)
+            eng->blocks[b].staged = false;
+        if (!eng->disk_bytes) {
+            for (int k = 0; k < eng->nstaging; k++)
+                vram_arena_free(&eng->arena, &eng->staging[k]);
+            free(eng->staging);
+            free(eng->jobs);
+            eng->staging = NULL;
+            eng->jobs = NULL;
+            eng->nstaging = 0;
+            return VRAM_OK;
+        }
+    }
     for (int b = 0; b < eng->nblocks; b++)
         for (int k = 0; k < eng->nstaging; k++)
-            eng->jobs[b * eng->nstaging + k] = (disk_job){eng, b, k};
+            eng->jobs[b * eng->nstaging + k] = (stage_job){eng, b, k};
     return VRAM_OK;
 }
 

@@ -198,13 +198,11 @@ static void arrange(planner *p, int arrangement, int count_main, int count_vace)
 /* Tiers for the streamed blocks in execution order: pinned while the
  * pinned budget lasts, then pageable while usable DRAM lasts, then disk (the
  * model file, or the engine's spill file for blocks not in one). `reserve`
- * bytes of DRAM, pinned first, are held back. Returns whether a block went
- * to disk. */
-static bool assign_tiers_reserving(planner *p, uint64_t reserve) {
+ * bytes of DRAM, pinned first, are held back. */
+static void assign_tiers_reserving(planner *p, uint64_t reserve) {
     uint64_t pinned_cap = p->pinned_budget > reserve ? p->pinned_budget - reserve : 0;
     uint64_t dram_cap = p->dram_usable > reserve ? p->dram_usable - reserve : 0;
     uint64_t pinned = 0, dram = 0;
-    bool disk = false;
     for (int i = 0; i < p->n; i++) {
         if (!p->streamed[i]) {
             p->tier[i] = VRAM_TIER_DEVICE;
@@ -220,10 +218,8 @@ static bool assign_tiers_reserving(planner *p, uint64_t reserve) {
             dram += b;
         } else {
             p->tier[i] = VRAM_TIER_DISK;
-            disk = true;
         }
     }
-    return disk;
 }
 
 static int copy_streams(const planner *p);
@@ -243,11 +239,25 @@ static bool any_disk(const planner *p) {
     return false;
 }
 
+/* Whether the engine will stage copies through per-stream buffers: always
+ * for the disk tier, for pageable blocks when copies are async and pinning
+ * is on. */
+static bool needs_staging(const planner *p) {
+    bool stage_pageable = p->async && p->o->enable_dram_optimization;
+    for (int i = 0; i < p->n; i++)
+        if (p->streamed[i] && (p->tier[i] == VRAM_TIER_DISK ||
+                               (stage_pageable && p->tier[i] == VRAM_TIER_PAGEABLE)))
+            return true;
+    return false;
+}
+
 static void assign_tiers(planner *p) {
-    if (!assign_tiers_reserving(p, 0))
+    assign_tiers_reserving(p, 0);
+    if (!needs_staging(p))
         return;
-    /* Disk reads land in a pinned staging buffer per copy stream, each as
-     * large as the largest streamed block: that DRAM is not the tiers'. */
+    /* Staging (disk reads, pageable copies) takes a pinned buffer per copy
+     * stream, each as large as the largest streamed block: that DRAM is not
+     * the tiers'. */
     int streams = copy_streams(p);
     assign_tiers_reserving(p, (uint64_t)(streams > 1 ? streams : 1) * largest_streamed(p));
 }
@@ -261,8 +271,8 @@ static bool all_pinned(const planner *p) {
 
 /* Copy streams for the current tiers: one for pinned-only (one link: more
  * add nothing), two when staging can overlap DMA; manual takes the value.
- * With a disk tier each stream has a staging buffer as large as the largest
- * block, so no more streams than usable DRAM holds buffers for. */
+ * With staging each stream has a buffer as large as the largest block, so
+ * no more streams than usable (pinned) DRAM holds buffers for. */
 static int copy_streams(const planner *p) {
     if (!p->async)
         return 0;
@@ -270,8 +280,12 @@ static int copy_streams(const planner *p) {
     for (int i = 0; i < p->n && !n; i++)
         if (p->streamed[i])
             n = all_pinned(p) ? 1 : 2;
-    if (n > 1 && any_disk(p)) {
-        uint64_t fit = p->dram_usable / largest_streamed(p);
+    if (n > 1 && needs_staging(p)) {
+        /* Buffers come from pinned memory when pinning is on. */
+        uint64_t room = p->o->enable_dram_optimization && p->pinned_budget < p->dram_usable
+                            ? p->pinned_budget
+                            : p->dram_usable;
+        uint64_t fit = room / largest_streamed(p);
         if (fit < (uint64_t)n)
             n = fit > 1 ? (int)fit : 1;
     }

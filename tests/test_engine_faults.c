@@ -116,11 +116,15 @@ static void test_fail_alloc_each(void) {
     fixture_free(&f);
 }
 
-static uint64_t streamed_region_bytes(vram_engine *eng, int n) {
+static uint64_t streamed_region_bytes(vram_engine *eng, int n, uint64_t *largest) {
     uint64_t t = 0;
+    *largest = 0;
     for (int b = 0; b < n; b++)
-        if (vram_engine_host_ptr(eng, b))
-            t += vram_align_up(vram_engine_block_bytes(eng, b));
+        if (vram_engine_host_ptr(eng, b)) {
+            uint64_t r = vram_align_up(vram_engine_block_bytes(eng, b));
+            t += r;
+            *largest = r > *largest ? r : *largest;
+        }
     return t;
 }
 
@@ -143,7 +147,13 @@ static void test_fail_pin_each(void) {
             CHECK_INT(warnings, 1);
             CHECK(strstr(last_warning, "pageable") != NULL);
             CHECK(s.pageable_bytes > 0 && s.pinned_bytes > 0);
-            CHECK_INT(s.pinned_bytes + s.pageable_bytes, streamed_region_bytes(eng, f.n));
+            /* the regions, plus a pinned staging buffer per copy stream, as
+             * large as the pageable region, for copying it */
+            uint64_t largest, regions = streamed_region_bytes(eng, f.n, &largest);
+            uint64_t extra = s.pinned_bytes + s.pageable_bytes - regions;
+            CHECK(s.pinned_bytes + s.pageable_bytes > regions);
+            CHECK(s.copy_streams > 0 && extra % (uint64_t)s.copy_streams == 0);
+            CHECK(extra <= (uint64_t)s.copy_streams * largest);
         } else {
             CHECK_INT(warnings, 0);
             CHECK_INT(s.pageable_bytes, 0);
