@@ -1183,7 +1183,12 @@ int vram_engine_set_order(vram_engine *eng, const int *blocks, int count) {
         memcpy(eng->order, blocks, (size_t)count * sizeof *blocks);
         eng->norder = count;
     }
+    /* On error this restores the positions from the order kept before;
+     * the run position resets only with a new order. */
+    int cons = eng->cons;
     rebuild_sequence(eng);
+    if (st != VRAM_OK)
+        eng->cons = cons;
     if (st == VRAM_OK && eng->running && (st = eng->be->ops->enter(eng->be)) == VRAM_OK)
         st = prefetch(eng);
     pthread_mutex_unlock(&eng->mu);
