@@ -3,10 +3,12 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int vram_version_number(void) { return VRAM_VERSION_NUMBER; }
 
@@ -163,6 +165,20 @@ int vram_strbuf_finish(vram_strbuf *b, char **out) {
     }
     *out = b->data;
     *b = (vram_strbuf){0};
+    return VRAM_OK;
+}
+
+int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what) {
+    for (uint64_t done = 0; done < n;) {
+        ssize_t r = pread(fd, (char *)dst + done, (size_t)(n - done), (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return vram_fail(VRAM_E_IO, "reading %s at offset %llu: %s", what,
+                             (unsigned long long)(off + done),
+                             r < 0 ? strerror(errno) : "unexpected end of file");
+        done += (uint64_t)r;
+    }
     return VRAM_OK;
 }
 

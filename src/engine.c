@@ -169,21 +169,6 @@ static int check_options(const vram_engine_options *o) {
 /* file helpers                                                      */
 /* ---------------------------------------------------------------- */
 
-static int pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what) {
-    uint64_t done = 0;
-    while (done < n) {
-        ssize_t r = pread(fd, (char *)dst + done, (size_t)(n - done), (off_t)(off + done));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return vram_fail(VRAM_E_IO, "reading %s at offset %llu: %s", what,
-                             (unsigned long long)(off + done),
-                             r < 0 ? strerror(errno) : "unexpected end of file");
-        done += (uint64_t)r;
-    }
-    return VRAM_OK;
-}
-
 static int pwrite_full(int fd, const void *src, uint64_t n, uint64_t off) {
     uint64_t done = 0;
     while (done < n) {
@@ -203,11 +188,12 @@ static int pwrite_full(int fd, const void *src, uint64_t n, uint64_t off) {
 static int read_block(vram_engine *eng, int b, uint8_t *dst) {
     eblock *bl = &eng->blocks[b];
     if (!bl->from_files)
-        return pread_full(eng->spill_fd, dst, bl->packed, bl->spill_offset, "the spill file");
+        return vram_pread_full(eng->spill_fd, dst, bl->packed, bl->spill_offset,
+                               "the spill file");
     for (int i = 0; i < bl->ntensors; i++) {
         const tensor_ref *t = &bl->tensors[i];
-        int st = pread_full(eng->fds[t->file], dst + t->block_offset, t->nbytes, t->file_offset,
-                            "a model file");
+        int st = vram_pread_full(eng->fds[t->file], dst + t->block_offset, t->nbytes,
+                                 t->file_offset, "a model file");
         if (st)
             return st;
     }

@@ -48,6 +48,10 @@ void vram_strbuf_printf(vram_strbuf *b, const char *fmt, ...) VRAM_PRINTF(2, 3);
 /* Hands the buffer's text to the caller (NULL and VRAM_E_NOMEM if failed). */
 int vram_strbuf_finish(vram_strbuf *b, char **out);
 
+/* pread of exactly `n` bytes at `off` (retries short reads and EINTR);
+ * VRAM_E_IO naming `what` and the offset otherwise. */
+int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what);
+
 /* Monotonic milliseconds. */
 double vram_now_ms(void);
 

@@ -184,19 +184,6 @@ static uint64_t read_le64(const unsigned char *p) {
     return v;
 }
 
-static int read_at(int fd, void *buf, size_t n, uint64_t off, const char *path) {
-    for (size_t done = 0; done < n;) {
-        ssize_t r = pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return vram_fail(VRAM_E_IO, "%s: read failed at byte %" PRIu64 ": %s", path,
-                             off + done, r < 0 ? strerror(errno) : "unexpected end of file");
-        done += (size_t)r;
-    }
-    return VRAM_OK;
-}
-
 static int open_regular(const char *path, int *fd, uint64_t *size) {
     *fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*fd < 0)
@@ -226,12 +213,12 @@ static int read_safetensors(vram_layout *L, const char *path, int file_index) {
         st = vram_fail(VRAM_E_FORMAT,
                        "%s: file is %" PRIu64 " bytes, shorter than the 8-byte header length",
                        path, size);
-    else if (!(st = read_at(fd, len8, 8, 0, path)) &&
+    else if (!(st = vram_pread_full(fd, len8, 8, 0, path)) &&
              !(st = check_header_length(n = read_le64(len8), size - 8, path))) {
         json = malloc(n ? n : 1);
         st = !json ? vram_fail(VRAM_E_NOMEM, "%s: out of memory for a %" PRIu64 "-byte header",
                                path, n)
-                   : read_at(fd, json, n, 8, path);
+                   : vram_pread_full(fd, json, n, 8, path);
     }
     close(fd);
     if (!st)
@@ -301,7 +288,7 @@ static int read_text(const char *path, char **text, size_t *len) {
     }
     *text = malloc((size_t)size + 1);
     st = !*text ? vram_fail(VRAM_E_NOMEM, "%s: out of memory reading the index", path)
-                : read_at(fd, *text, (size_t)size, 0, path);
+                : vram_pread_full(fd, *text, (size_t)size, 0, path);
     close(fd);
     if (st) {
         free(*text);
