@@ -111,7 +111,7 @@ static bool add_item(cJSON *parent, const char *key, cJSON *item) {
     return false;
 }
 
-static char *to_json(const vram_bandwidth_result *r) {
+static int to_json(const vram_bandwidth_result *r, char **text) {
     cJSON *o = cJSON_CreateObject();
     bool ok = o && cJSON_AddNumberToObject(o, "version", CACHE_VERSION) &&
               cJSON_AddNumberToObject(o, "backend", r->backend) &&
@@ -125,9 +125,7 @@ static char *to_json(const vram_bandwidth_result *r) {
         for (int i = 0; ok && i < CACHE_STREAMS; i++)
             ok = add_item(a, NULL, exact_number(series(r, k)[i]));
     }
-    char *text = ok ? cJSON_Print(o) : NULL;
-    cJSON_Delete(o);
-    return text;
+    return vram_json_print(o, ok, true, "the bandwidth cache", text);
 }
 
 int vram_bench_save(const vram_bandwidth_result *r) {
@@ -154,9 +152,9 @@ int vram_bench_save(const vram_bandwidth_result *r) {
     int st = cache_path(r->gpu_uuid, true, path, sizeof path);
     if (st)
         return st;
-    char *text = to_json(r);
-    if (!text)
-        return vram_fail(VRAM_E_NOMEM, "out of memory writing the bandwidth cache");
+    char *text;
+    if ((st = to_json(r, &text)))
+        return st;
     char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
     int fd = mkstemp(tmp);

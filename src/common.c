@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -166,6 +167,15 @@ int vram_strbuf_finish(vram_strbuf *b, char **out) {
     *out = b->data;
     *b = (vram_strbuf){0};
     return VRAM_OK;
+}
+
+int vram_json_print(cJSON *root, bool complete, bool pretty, const char *what, char **out) {
+    char *text = root && complete ? (pretty ? cJSON_Print(root) : cJSON_PrintUnformatted(root))
+                                  : NULL;
+    cJSON_Delete(root);
+    *out = text ? strdup(text) : NULL;
+    cJSON_free(text);
+    return *out ? VRAM_OK : vram_fail(VRAM_E_NOMEM, "out of memory building %s", what);
 }
 
 int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what) {

@@ -393,17 +393,7 @@ static int explain_json(const vram_plan *plan, char **out) {
         cJSON_AddNumberToObject(b, "predicted_copy_start_ms", bp->predicted_copy_start_ms);
         cJSON_AddNumberToObject(b, "predicted_compute_start_ms", bp->predicted_compute_start_ms);
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return vram_fail(VRAM_E_NOMEM, "out of memory printing the plan's JSON");
-    /* Hand out memory vram_free can release (cJSON may use other hooks). */
-    size_t len = strlen(text);
-    *out = malloc(len + 1);
-    if (*out)
-        memcpy(*out, text, len + 1);
-    cJSON_free(text);
-    return *out ? VRAM_OK : vram_fail(VRAM_E_NOMEM, "out of memory printing the plan's JSON");
+    return vram_json_print(root, true, true, "the plan's JSON", out);
 }
 
 int vram_plan_explain(const vram_plan *plan, int format, char **out) {

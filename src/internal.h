@@ -48,6 +48,13 @@ void vram_strbuf_printf(vram_strbuf *b, const char *fmt, ...) VRAM_PRINTF(2, 3);
 /* Hands the buffer's text to the caller (NULL and VRAM_E_NOMEM if failed). */
 int vram_strbuf_finish(vram_strbuf *b, char **out);
 
+/* Prints `root` (indented when `pretty`) and deletes it; the text goes to
+ * plain malloc memory, which vram_free releases, since cJSON's allocator may
+ * be hooked by another user of the shared libcjson in the process. A NULL
+ * root or !complete (an add failed) is VRAM_E_NOMEM naming `what`. */
+struct cJSON;
+int vram_json_print(struct cJSON *root, bool complete, bool pretty, const char *what, char **out);
+
 /* pread of exactly `n` bytes at `off` (retries short reads and EINTR);
  * VRAM_E_IO naming `what` and the offset otherwise. */
 int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what);

@@ -603,13 +603,5 @@ int vram_layout_json(const vram_layout *L, bool with_tensors, char **out) {
             ok = o && tensor_json(&L->tensors[i], o);
         }
     }
-    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
-    cJSON_Delete(root);
-    /* cJSON's allocator may be hooked by another user of the shared
-     * libcjson in the process; vram_free must get plain malloc memory. */
-    *out = text ? strdup(text) : NULL;
-    cJSON_free(text);
-    if (!*out)
-        return vram_fail(VRAM_E_NOMEM, "out of memory writing the layout JSON");
-    return VRAM_OK;
+    return vram_json_print(root, ok, false, "the layout JSON", out);
 }

@@ -86,10 +86,5 @@ int vram_memory_stats_json(const vram_memory_stats *s, char **out) {
     for (size_t i = 0; ok && i < sizeof nums / sizeof nums[0]; i++)
         ok = cJSON_AddNumberToObject(o, nums[i].key, nums[i].v) != NULL;
     ok = ok && cJSON_AddBoolToObject(o, "dram_known", s->dram_known);
-    char *text = ok ? cJSON_Print(o) : NULL;
-    cJSON_Delete(o);
-    if (!text)
-        return vram_fail(VRAM_E_NOMEM, "out of memory printing stats JSON");
-    *out = text;
-    return VRAM_OK;
+    return vram_json_print(o, ok, true, "the stats JSON", out);
 }
