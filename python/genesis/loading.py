@@ -37,20 +37,12 @@ import torch
 from torch import nn
 
 from .blockswap import _placeholder, apply_block_swap
-from .modelinfo import ModelPacking
+from .modelinfo import SAFETENSORS_DTYPES, ModelPacking
 from .vram import Layout
 
 COMFYUI_PREFIXES: tuple[str, ...] = ("model.diffusion_model.",)
 
-_TORCH_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-}
-for _name, _st in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"),
-                   ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")):
-    if hasattr(torch, _name):
-        _TORCH_DTYPES[_st] = getattr(torch, _name)
+_TORCH_DTYPES: dict[str, torch.dtype] = {st: dt for dt, st in SAFETENSORS_DTYPES.items()}
 
 Owner = tuple[nn.Module, str, bool]  # (module, attribute, is_parameter)
 
