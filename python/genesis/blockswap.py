@@ -170,7 +170,7 @@ class BlockSwap:
                  max_oom_retries: int = 4, vram_debug_mode: bool = False,
                  log: LogFn | None = None, engine_options: dict[str, Any] | None = None,
                  source: FileSource | None = None) -> None:
-        if getattr(model, _ATTACHED, None) is not None:
+        if attached(model) is not None:
             raise ValueError("block swapping is already applied to this model: call .remove() first")
         self.model = model
         self.options = options
@@ -698,7 +698,7 @@ class BlockSwap:
     def remove(self) -> None:
         """Undoes everything: weights back in torch storage, on the device
         the model had before, hooks removed."""
-        if getattr(self.model, _ATTACHED, None) is not self:
+        if attached(self.model) is not self:
             return
         self._timer = None
         if self.engine is not None:
@@ -718,8 +718,8 @@ class BlockSwap:
         self.model.to(self._orig_device)
 
 
-def attached(model: nn.Module) -> BlockSwap | None:
-    """The BlockSwap applied to `model`, if any."""
+def attached(model: nn.Module) -> Any:
+    """The BlockSwap (or LegacyBlockSwap) applied to `model`, if any."""
     return getattr(model, _ATTACHED, None)
 
 

@@ -22,10 +22,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .blockswap import _ATTACHED, attached
 from .modelinfo import find_blocks, find_embedders, find_vace_blocks, module_bytes
 
 LogFn = Callable[[str], None]
-_ATTACHED = "_genesis_block_swap"
 
 
 def _range(name: str, value: Any, lo: int, hi: int) -> None:
@@ -41,7 +41,7 @@ class LegacyBlockSwap:
                  vace_blocks_to_swap: int = 0, prefetch_blocks: int = 0,
                  block_swap_debug: bool = False, device: str | torch.device | None = None,
                  block_attr: str | None = None, log: LogFn | None = None) -> None:
-        if getattr(model, _ATTACHED, None) is not None:
+        if attached(model) is not None:
             raise ValueError("block swapping is already applied to this model: call .remove() first")
         _, main = find_blocks(model, block_attr)
         vace = find_vace_blocks(model)
@@ -158,7 +158,7 @@ class LegacyBlockSwap:
                 "embedder_moves": self.embedder_moves, "timings": list(self.timings)}
 
     def remove(self) -> None:
-        if getattr(self.model, _ATTACHED, None) is not self:
+        if attached(self.model) is not self:
             return
         for h in self._hooks:
             h.remove()

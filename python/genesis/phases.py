@@ -25,13 +25,13 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from .blockswap import attached
 from .modelinfo import module_bytes
 from .planning import planning_hardware
 from .vram import DoesNotFit, Layout, Plan
 
 logger = logging.getLogger("genesis.phases")
 LogFn = Callable[[str], None]
-_SWAP_ATTR = "_genesis_block_swap"
 
 # The phase each component belongs to (several transformers share one).
 PHASE_OF = {"text_encoder": "encode", "image_encoder": "encode", "transformer": "denoise",
@@ -40,7 +40,7 @@ PHASE_OF = {"text_encoder": "encode", "image_encoder": "encode", "transformer": 
 
 def _footprint(module: nn.Module) -> int:
     """GPU bytes the component needs while it runs."""
-    swap = getattr(module, _SWAP_ATTR, None)
+    swap = attached(module)
     plan = getattr(swap, "plan", None)
     if plan is not None and getattr(swap, "active", False):
         s = plan.summary()
@@ -82,7 +82,7 @@ class Phases:
                                                  else "分阶段轮流使用 GPU"))
 
     def _managed(self, module: nn.Module) -> bool:
-        return getattr(module, _SWAP_ATTR, None) is not None
+        return attached(module) is not None
 
     def _move(self, name: str, device: torch.device | str) -> None:
         module = self.components[name]
