@@ -224,14 +224,6 @@ static void assign_tiers_reserving(planner *p, uint64_t reserve) {
 
 static int copy_streams(const planner *p);
 
-static uint64_t largest_streamed(const planner *p) {
-    uint64_t largest = 0;
-    for (int i = 0; i < p->n; i++)
-        if (p->streamed[i] && p->bytes[i] > largest)
-            largest = p->bytes[i];
-    return largest;
-}
-
 static bool any_disk(const planner *p) {
     for (int i = 0; i < p->n; i++)
         if (p->streamed[i] && p->tier[i] == VRAM_TIER_DISK)
@@ -259,7 +251,7 @@ static void assign_tiers(planner *p) {
      * stream, each as large as the largest streamed block: that DRAM is not
      * the tiers'. */
     int streams = copy_streams(p);
-    assign_tiers_reserving(p, (uint64_t)(streams > 1 ? streams : 1) * largest_streamed(p));
+    assign_tiers_reserving(p, (uint64_t)(streams > 1 ? streams : 1) * measure(p).slot);
 }
 
 static bool all_pinned(const planner *p) {
@@ -276,16 +268,16 @@ static bool all_pinned(const planner *p) {
 static int copy_streams(const planner *p) {
     if (!p->async)
         return 0;
-    int n = p->o->auto_hardware_tuning ? 0 : p->o->num_cuda_streams;
-    for (int i = 0; i < p->n && !n; i++)
-        if (p->streamed[i])
-            n = all_pinned(p) ? 1 : 2;
+    footprint f = measure(p);
+    int n = !p->o->auto_hardware_tuning ? p->o->num_cuda_streams
+            : f.count                   ? (all_pinned(p) ? 1 : 2)
+                                        : 0;
     if (n > 1 && needs_staging(p)) {
         /* Buffers come from pinned memory when pinning is on. */
         uint64_t room = p->o->enable_dram_optimization && p->pinned_budget < p->dram_usable
                             ? p->pinned_budget
                             : p->dram_usable;
-        uint64_t fit = room / largest_streamed(p);
+        uint64_t fit = room / f.slot;
         if (fit < (uint64_t)n)
             n = fit > 1 ? (int)fit : 1;
     }
@@ -654,18 +646,16 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
     }
     arrange(p, ch.arrangement, count_main, count_vace);
     assign_tiers(p);
-    if (any_disk(p) && largest_streamed(p) > p->dram_usable)
+    footprint f = measure(p);
+    if (any_disk(p) && f.slot > p->dram_usable)
         return vram_fail(VRAM_E_DOES_NOT_FIT,
                          "disk-tier blocks are read through a staging buffer of %.1f MiB, but "
                          "only %.1f MiB of DRAM is usable (%.0f%% of the available DRAM)",
-                         largest_streamed(p) / VRAM_MIB, p->dram_usable / VRAM_MIB,
+                         f.slot / VRAM_MIB, p->dram_usable / VRAM_MIB,
                          p->o->dram_usable_fraction * 100);
     plan->arrangement = ch.arrangement;
-    bool any = false;
-    for (int i = 0; i < p->n; i++)
-        any = any || p->streamed[i];
     if (!manual)
-        share = any ? pick_share(p, &ch) : 1.0;
+        share = f.count ? pick_share(p, &ch) : 1.0;
     int st = fill_summary(p, plan, gi, &ch, share, tokens);
     if (st)
         return st;
