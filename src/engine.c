@@ -603,9 +603,10 @@ static void rebuild_sequence(vram_engine *eng) {
     eng->cons = 0;
 }
 
-/* Per block: placement, tier, sizes and the tensors' file ranges. */
+/* Per block: placement, tier, sizes and the tensors' file ranges (a block's
+ * tensors are contiguous in the layout, from its first_tensor). */
 static int load_blocks(vram_engine *eng, const vram_plan *plan, const vram_layout *layout,
-                       const vram_layout_info *li) {
+                       int file_count) {
     for (int b = 0; b < eng->nblocks; b++) {
         eblock *bl = &eng->blocks[b];
         vram_block_plan bp = {.size = sizeof bp};
@@ -625,31 +626,20 @@ static int load_blocks(vram_engine *eng, const vram_plan *plan, const vram_layou
             !(bl->tensors = calloc((size_t)bi.tensor_count, sizeof *bl->tensors)))
             return vram_fail(VRAM_E_NOMEM, "tensor table of block %d", b);
         bl->from_files = bi.tensor_count > 0;
+        for (int i = 0; i < bi.tensor_count; i++) {
+            vram_tensor_info ti = {.size = sizeof ti};
+            if ((st = vram_layout_tensor(layout, bi.first_tensor + i, &ti)))
+                return st;
+            if (ti.block != b || ti.block_offset + ti.nbytes > bl->packed)
+                return vram_fail(VRAM_E_FORMAT,
+                                 "tensor %s does not fit block %d's packed region (%llu bytes)",
+                                 ti.name ? ti.name : "?", b, (unsigned long long)bl->packed);
+            bl->tensors[bl->ntensors++] = (tensor_ref){ti.file_index, ti.file_offset, ti.nbytes,
+                                                       ti.block_offset};
+            if (ti.file_index < 0 || ti.file_index >= file_count)
+                bl->from_files = false;
+        }
     }
-    for (int i = 0; i < li->tensor_count; i++) {
-        vram_tensor_info ti = {.size = sizeof ti};
-        int st = vram_layout_tensor(layout, i, &ti);
-        if (st)
-            return st;
-        if (ti.block < 0 || ti.block >= eng->nblocks)
-            continue;
-        eblock *bl = &eng->blocks[ti.block];
-        vram_block_info bi = {.size = sizeof bi};
-        vram_layout_block(layout, ti.block, &bi);
-        if (bl->ntensors >= bi.tensor_count ||
-            ti.block_offset + ti.nbytes > bl->packed)
-            return vram_fail(VRAM_E_FORMAT,
-                             "tensor %s does not fit block %d's packed region (%llu bytes)",
-                             ti.name ? ti.name : "?", ti.block,
-                             (unsigned long long)bl->packed);
-        bl->tensors[bl->ntensors++] = (tensor_ref){ti.file_index, ti.file_offset, ti.nbytes,
-                                                   ti.block_offset};
-        if (ti.file_index < 0 || ti.file_index >= li->file_count)
-            bl->from_files = false;
-    }
-    for (int b = 0; b < eng->nblocks; b++)
-        if (eng->blocks[b].ntensors == 0)
-            eng->blocks[b].from_files = false;
     return VRAM_OK;
 }
 
@@ -877,7 +867,7 @@ int vram_engine_create(const vram_plan *plan, const vram_layout *layout,
         st = vram_fail(VRAM_E_NOMEM, "engine tables for %d blocks", eng->nblocks);
         goto fail;
     }
-    if ((st = load_blocks(eng, plan, layout, &li)))
+    if ((st = load_blocks(eng, plan, layout, li.file_count)))
         goto fail;
     int streamed = 0;
     for (int b = 0; b < eng->nblocks; b++) {
