@@ -930,6 +930,11 @@ static int invalidate(vram_engine *eng, int b) {
     return st;
 }
 
+/* [addr, addr + n) lies within [base, base + size), without overflow. */
+static bool in_range(uint64_t base, uint64_t size, uint64_t addr, uint64_t n) {
+    return addr >= base && addr - base <= size && n <= size - (addr - base);
+}
+
 static int check_block(const vram_engine *eng, int block) {
     if (block < 0 || block >= eng->nblocks)
         return vram_fail(VRAM_E_RANGE, "block %d out of range (the plan has %d blocks)", block,
@@ -943,7 +948,7 @@ static int write_locked(vram_engine *eng, int block, uint64_t offset, const void
     if (st)
         return st;
     eblock *bl = &eng->blocks[block];
-    if (offset > bl->packed || n > bl->packed - offset)
+    if (!in_range(0, bl->packed, offset, n))
         return vram_fail(VRAM_E_RANGE, "write of %llu bytes at %llu past block %d's %llu bytes",
                          (unsigned long long)n, (unsigned long long)offset, block,
                          (unsigned long long)bl->packed);
@@ -1179,16 +1184,14 @@ int vram_engine_read_device(vram_engine *eng, uint64_t device_addr, void *dst, u
     bool found = false;
     for (int r = 0; r < eng->nslots && st == VRAM_OK && !found; r++) {
         eslot *sl = &eng->slots[r];
-        if (device_addr >= sl->dev && device_addr - sl->dev <= eng->slot_bytes &&
-            n <= eng->slot_bytes - (device_addr - sl->dev)) {
+        if (in_range(sl->dev, eng->slot_bytes, device_addr, n)) {
             found = true;
             st = eng->be->ops->event_sync(eng->be, sl->copied);
         }
     }
     for (int b = 0; b < eng->nblocks && !found; b++) {
         eblock *bl = &eng->blocks[b];
-        found = bl->dev && device_addr >= bl->dev && device_addr - bl->dev <= bl->bytes &&
-                n <= bl->bytes - (device_addr - bl->dev);
+        found = bl->dev && in_range(bl->dev, bl->bytes, device_addr, n);
     }
     if (st == VRAM_OK && !found)
         st = vram_fail(VRAM_E_RANGE, "device range 0x%llx + %llu is not the engine's",
