@@ -36,7 +36,7 @@ static int print_json(cJSON *doc, const char *what) {
     if (!text)
         return report(VRAM_E_NOMEM, what);
     puts(text);
-    free(text);
+    cJSON_free(text);
     return 0;
 }
 
@@ -366,9 +366,10 @@ static int cmd_bench(const cli_args *a) {
     int st = vram_bench_bandwidth(a->backend, 0, (uint64_t)(a->bench_mb * MIB), streams, &r);
     if (st)
         return report(st, "bench");
+    const char *backend = r.backend == VRAM_BACKEND_CUDA ? "cuda" : "host";
     if (a->json) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "backend", r.backend == VRAM_BACKEND_CUDA ? "cuda" : "host");
+        cJSON_AddStringToObject(o, "backend", backend);
         cJSON_AddStringToObject(o, "gpu", r.gpu_name);
         cJSON_AddNumberToObject(o, "transfer_bytes", (double)r.transfer_bytes);
         cJSON_AddItemToObject(o, "h2d_pinned_gbps",
@@ -382,8 +383,7 @@ static int cmd_bench(const cli_args *a) {
         if ((st = print_json(o, "bench")))
             return st;
     } else {
-        printf("backend: %s  device: %s  transfer: %.0f MiB\n",
-               r.backend == VRAM_BACKEND_CUDA ? "cuda" : "host",
+        printf("backend: %s  device: %s  transfer: %.0f MiB\n", backend,
                r.gpu_name[0] ? r.gpu_name : "(host memory)", r.transfer_bytes / MIB);
         printf("%8s %14s %14s %14s %14s\n", "streams", "H2D pinned", "H2D pageable",
                "D2H pinned", "D2H pageable");
