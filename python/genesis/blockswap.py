@@ -120,6 +120,11 @@ def _placeholder(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
     return zero.expand(shape)
 
 
+def _typed_views(blk: BlockPacking, base: torch.Tensor) -> list[torch.Tensor]:
+    """The block's tensors as views of its packed bytes `base`."""
+    return [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape) for s in blk.slots]
+
+
 class _Timer:
     """Per-block compute time: CUDA events on a GPU, perf_counter on CPU."""
 
@@ -219,7 +224,7 @@ class BlockSwap:
 
         self.engine: Engine | None = None
         self._streamed: set[int] = set()
-        self._host_base: dict[int, torch.Tensor] = {}
+        self._host_views: dict[int, list[torch.Tensor]] = {}  # streamed: views of host regions
         self._parked: set[int] = set()  # disk-tier blocks: placeholders
         self._device_addr: dict[int, int] = {}  # CUDA resident blocks
         self._slot_views: dict[tuple[int, int], list[torch.Tensor]] = {}
@@ -268,7 +273,7 @@ class BlockSwap:
         try:
             if from_file:
                 engine.load_files()  # streamed and resident blocks; disk tier stays in the file
-            bases: dict[int, torch.Tensor] = {}
+            host_views: dict[int, list[torch.Tensor]] = {}
             addrs: dict[int, int] = {}
             parked: set[int] = set()
             for blk in self.packing.blocks:
@@ -281,8 +286,8 @@ class BlockSwap:
                 if blk.index in streamed:
                     ptr = engine.host_ptr(blk.index)
                     if ptr:
-                        bases[blk.index] = _views.byte_view(ptr, blk.packed_bytes,
-                                                            torch.device("cpu"))
+                        host_views[blk.index] = _typed_views(blk, _views.byte_view(
+                            ptr, blk.packed_bytes, torch.device("cpu")))
                     else:  # disk tier: spill file or model file, no host region
                         parked.add(blk.index)
                 else:
@@ -294,15 +299,15 @@ class BlockSwap:
             return
         # Committed: from here on the weights live in the engine.
         self.engine, self.plan = engine, plan
-        self._streamed, self._host_base, self._device_addr = streamed, bases, addrs
+        self._streamed, self._host_views, self._device_addr = streamed, host_views, addrs
         self._parked = parked
         self._slot_views.clear()
         for blk in self.packing.blocks:
-            if blk.index in bases:
-                self._point_at(blk, bases[blk.index])
+            if blk.index in host_views:
+                self._point(blk, host_views[blk.index])
             elif blk.index in addrs:
-                self._point_at(blk, _views.byte_view(addrs[blk.index], blk.packed_bytes,
-                                                     self._engine_device()))
+                self._point(blk, _typed_views(blk, _views.byte_view(
+                    addrs[blk.index], blk.packed_bytes, self._engine_device())))
             elif blk.index in parked:
                 self._park(blk)
         engine.reset_stats()
@@ -333,9 +338,9 @@ class BlockSwap:
             engine.write(blk.index, s.offset, src.data_ptr(), s.nbytes)
 
     @staticmethod
-    def _point_at(blk: BlockPacking, base: torch.Tensor) -> None:
-        for s in blk.slots:
-            s.set(_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape))
+    def _point(blk: BlockPacking, views: list[torch.Tensor]) -> None:
+        for s, v in zip(blk.slots, views):
+            s.set(v)
 
     @staticmethod
     def _park(blk: BlockPacking) -> None:
@@ -349,8 +354,7 @@ class BlockSwap:
         addr = self.engine.acquire(blk.index, self._stream())
         try:
             base = _views.byte_view(addr, blk.packed_bytes, self._engine_device())
-            return [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape).to(
-                "cpu", copy=True) for s in blk.slots]
+            return [v.to("cpu", copy=True) for v in _typed_views(blk, base)]
         finally:
             self.engine.release(blk.index, self._stream())
 
@@ -362,7 +366,7 @@ class BlockSwap:
         left pointing into the engine, and the error is raised at the end."""
         failed: list[str] = []
         for blk in self.packing.blocks:
-            held = (blk.index in self._host_base or blk.index in self._device_addr
+            held = (blk.index in self._host_views or blk.index in self._device_addr
                     or blk.index in self._parked)
             if not held:
                 continue
@@ -373,19 +377,18 @@ class BlockSwap:
                 if blk.index in self._parked:
                     copies = self._slot_copy(blk)
                 else:
-                    base = self._host_base.get(blk.index)
-                    if base is None:
-                        base = _views.byte_view(self._device_addr[blk.index], blk.packed_bytes,
-                                                self._engine_device())
-                    copies = [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape).to(
-                        "cpu", copy=True) for s in blk.slots]
+                    views = self._host_views.get(blk.index)
+                    if views is None:
+                        views = _typed_views(blk, _views.byte_view(
+                            self._device_addr[blk.index], blk.packed_bytes, self._engine_device()))
+                    copies = [v.to("cpu", copy=True) for v in views]
             except Exception as e:  # noqa: BLE001 - any failure: park, report below
                 self._park(blk)
                 failed.append(f"block {blk.index}: {e}")
                 continue
             for s, t in zip(blk.slots, copies):
                 s.set(t)
-        self._host_base, self._device_addr, self._slot_views = {}, {}, {}
+        self._host_views, self._device_addr, self._slot_views = {}, {}, {}
         self._streamed, self._parked = set(), set()
         if failed:
             self._broken = ("genesis block swap: the weights of some blocks could not be read back "
@@ -520,14 +523,9 @@ class BlockSwap:
                 addr = self.engine.acquire(blk.index, self._stream())
                 views = self._slot_views.get((blk.index, addr))
                 if views is None:
-                    base = _views.byte_view(addr, blk.packed_bytes,
-                                            self.device if self.backend == "cuda"
-                                            else torch.device("cpu"))
-                    views = [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape)
-                             for s in blk.slots]
-                    self._slot_views[(blk.index, addr)] = views
-                for s, v in zip(blk.slots, views):
-                    s.set(v)
+                    views = self._slot_views[(blk.index, addr)] = _typed_views(
+                        blk, _views.byte_view(addr, blk.packed_bytes, self._engine_device()))
+                self._point(blk, views)
             if self._timer is not None:  # compute only, after the copy wait
                 self._timer.start(blk.index)
         return pre
@@ -539,9 +537,9 @@ class BlockSwap:
             if self.active and blk.index in self._streamed:
                 assert self.engine is not None
                 self.engine.release(blk.index, self._stream())
-                base = self._host_base.get(blk.index)
-                if base is not None:
-                    self._point_at(blk, base)
+                views = self._host_views.get(blk.index)
+                if views is not None:
+                    self._point(blk, views)
                 else:
                     self._park(blk)
         return post
