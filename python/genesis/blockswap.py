@@ -581,8 +581,6 @@ class BlockSwap:
         if not self.active or self.measured_block_ms <= 0:
             return
         order = list(dict.fromkeys(timer.order))
-        if self.engine is not None and order and order != sorted(order):
-            self.engine.set_order(order)
         old = self.plan.placement()
         plan = self._replan(measured_block_ms=self.measured_block_ms)
         changed = plan.placement() != old
@@ -594,10 +592,10 @@ class BlockSwap:
                      f"{'改变了放置，重建引擎' if changed else '未改变放置'}")
         if changed:
             self._rebuild(plan)
-            if self.engine is not None and order and order != sorted(order):
-                self.engine.set_order(order)
         else:
             self.plan = plan
+        if self.engine is not None and order and order != sorted(order):
+            self.engine.set_order(order)  # the blocks' execution order, as timed
 
     def _stream_more(self, error: BaseException) -> bool:
         """After an out-of-memory error: plan with more streamed blocks (lower
