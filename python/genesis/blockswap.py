@@ -438,11 +438,7 @@ class BlockSwap:
         finally:
             self._sync_hooks()
         if self.source is not None:
-            msg = f"genesis block swap: {reason}; reading the blocks from the model file again"
-            warnings.warn(msg, RuntimeWarning, stacklevel=3)
-            logger.warning(msg)
-            if self.debug:
-                self.log("[VRAM] " + msg)
+            self._warn(f"genesis block swap: {reason}; reading the blocks from the model file again")
             self._build_engine(self.plan)  # raises BuildError if that fails too
             self._sync_hooks()
             return
@@ -452,17 +448,21 @@ class BlockSwap:
         if self.source is not None:
             raise BuildError(f"genesis block swap: {reason}") from error
         self.fallback_reason = reason
-        msg = f"genesis block swap: {reason}; running the model unswapped"
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        logger.warning(msg)
-        if self.debug:
-            self.log("[VRAM] " + msg)
+        self._warn(f"genesis block swap: {reason}; running the model unswapped")
         self.active = False
         if self.device.type == "cuda":
             try:
                 self.model.to(self.device)
             except _oom_types() as e:
                 logger.warning("genesis block swap: the unswapped model does not fit either: %s", e)
+
+    def _warn(self, msg: str, warn: bool = True) -> None:
+        """To the logger, the debug log and (warn) as a RuntimeWarning."""
+        if warn:
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        logger.warning(msg)
+        if self.debug:
+            self.log("[VRAM] " + msg)
 
     def _stream(self) -> int | None:
         if self.backend == "cuda":
@@ -628,9 +628,7 @@ class BlockSwap:
         new = plan.summary()["streamed_count"]
         msg = (f"genesis block swap: out of memory in a forward ({str(error).splitlines()[0]}); "
                f"streaming {new} blocks instead of {current} and retrying")
-        logger.warning(msg)
-        if self.debug:
-            self.log("[VRAM] " + msg)
+        self._warn(msg, warn=False)
         self.replans.append({"reason": "out_of_memory", "streamed_count": new,
                              "placement_changed": True})
         self._rebuild(plan)
