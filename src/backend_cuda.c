@@ -284,14 +284,8 @@ int vram_backend_cuda_open(int device, vram_backend **out) {
         VRAM_CUDA_SUCCESS)
         snprintf(cb->base.name, sizeof cb->base.name, "CUDA device %d", device);
     CUuuid u;
-    if (cu->cuDeviceGetUuid(&u, cb->dev) == VRAM_CUDA_SUCCESS) {
-        const unsigned char *x = (const unsigned char *)u.bytes;
-        /* NVML's spelling, so caches keyed by UUID match the probe's. */
-        snprintf(cb->base.uuid, sizeof cb->base.uuid,
-                 "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", x[0],
-                 x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], x[11], x[12], x[13],
-                 x[14], x[15]);
-    }
+    if (cu->cuDeviceGetUuid(&u, cb->dev) == VRAM_CUDA_SUCCESS)
+        vram_cuda_format_uuid(&u, cb->base.uuid, sizeof cb->base.uuid);
     *out = &cb->base;
     return VRAM_OK;
 fail:

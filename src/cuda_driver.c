@@ -153,3 +153,11 @@ int vram_cuda_fail(const vram_cuda *cu, CUresult r, const char *what) {
     int status = r == VRAM_CUDA_ERROR_OUT_OF_MEMORY ? VRAM_E_DEVICE_NOMEM : VRAM_E_DRIVER;
     return vram_fail(status, "%s: %s (%d)", what ? what : "CUDA", text, r);
 }
+
+void vram_cuda_format_uuid(const CUuuid *u, char *out, size_t cap) {
+    const unsigned char *b = (const unsigned char *)u->bytes;
+    snprintf(out, cap,
+             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}

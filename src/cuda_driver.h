@@ -99,4 +99,8 @@ const vram_cuda *vram_cuda_get(const char **why);
  * status matching the CUresult. */
 int vram_cuda_fail(const vram_cuda *cu, CUresult r, const char *what);
 
+/* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", NVML's spelling: the probe and
+ * the CUDA backend key the bandwidth cache by it, so both must agree. */
+void vram_cuda_format_uuid(const CUuuid *u, char *out, size_t cap);
+
 #endif

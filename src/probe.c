@@ -281,14 +281,6 @@ static void fill_expected(vram_gpu_info *g) {
 
 /* ---- CUDA + NVML ---- */
 
-static void format_uuid(const CUuuid *u, char *out, size_t cap) {
-    const unsigned char *b = (const unsigned char *)u->bytes;
-    snprintf(out, cap,
-             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
-
 static void probe_cuda_device(const vram_cuda *cu, int ordinal, vram_gpu_info *g) {
     memset(g, 0, sizeof *g);
     g->size = sizeof *g;
@@ -300,7 +292,7 @@ static void probe_cuda_device(const vram_cuda *cu, int ordinal, vram_gpu_info *g
     g->name[sizeof g->name - 1] = '\0';
     CUuuid uuid;
     if (cu->cuDeviceGetUuid(&uuid, dev) == VRAM_CUDA_SUCCESS) {
-        format_uuid(&uuid, g->uuid, sizeof g->uuid);
+        vram_cuda_format_uuid(&uuid, g->uuid, sizeof g->uuid);
         g->uuid_known = true;
     }
     size_t total = 0;
