@@ -12,11 +12,9 @@
 #include "backend.h"
 #include "cuda_driver.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* One thread, spins until `ns` nanoseconds of %globaltimer have passed.
  * sm_50 / PTX 7.0 so any driver >= 11.0 JITs it for the card at hand. */
@@ -188,10 +186,7 @@ static int c_host_func(vram_backend *b, void *stream, void (*fn)(void *), void *
 /* Host function: the delay in microseconds travels in the pointer itself,
  * so nothing needs to outlive the call that enqueued it. */
 static void pace_fn(void *user) {
-    uint64_t us = (uint64_t)(uintptr_t)user;
-    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    vram_sleep_ns((uint64_t)(uintptr_t)user * 1000);
 }
 
 static int c_pace(vram_backend *b, void *stream, double ms) {

@@ -10,12 +10,10 @@
 #define _GNU_SOURCE
 #include "backend.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum { OP_COPY, OP_WAIT, OP_RECORD, OP_SLEEP, OP_FUNC };
 enum { DIR_H2D, DIR_D2H };
@@ -68,10 +66,7 @@ struct hbackend {
 static void sleep_ms(double ms) {
     if (ms <= 0)
         return;
-    long long ns = (long long)(ms * 1e6);
-    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    vram_sleep_ns((uint64_t)(ms * 1e6));
 }
 
 /* memcpy at the link's speed when a limit is set: the copy reserves its

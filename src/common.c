@@ -192,6 +192,12 @@ int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *wha
     return VRAM_OK;
 }
 
+void vram_sleep_ns(uint64_t ns) {
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
 double vram_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

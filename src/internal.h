@@ -59,6 +59,9 @@ int vram_json_print(struct cJSON *root, bool complete, bool pretty, const char *
  * VRAM_E_IO naming `what` and the offset otherwise. */
 int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what);
 
+/* Sleeps `ns` nanoseconds, resuming after signals. */
+void vram_sleep_ns(uint64_t ns);
+
 /* Monotonic milliseconds. */
 double vram_now_ms(void);
 
