@@ -239,29 +239,13 @@ int vram_bench_load(const char *gpu_uuid, vram_bandwidth_result *out) {
     int st = cache_path(gpu_uuid, false, path, sizeof path);
     if (st)
         return st;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT)
-            return vram_fail(VRAM_E_NOT_FOUND, "no bandwidth measured for %s (%s)", gpu_uuid,
-                             path);
-        return vram_fail(VRAM_E_IO, "cannot open %s: %s", path, strerror(errno));
-    }
-    char *text = malloc(CACHE_MAX_BYTES + 1);
-    if (!text) {
-        fclose(f);
-        return vram_fail(VRAM_E_NOMEM, "out of memory reading %s", path);
-    }
-    size_t n = fread(text, 1, CACHE_MAX_BYTES + 1, f);
-    bool read_error = ferror(f);
-    fclose(f);
-    if (read_error) {
-        free(text);
-        return vram_fail(VRAM_E_IO, "cannot read %s", path);
-    }
-    if (n > CACHE_MAX_BYTES) {
-        free(text);
-        return vram_fail(VRAM_E_FORMAT, "%s is larger than %d bytes", path, CACHE_MAX_BYTES);
-    }
+    char *text;
+    size_t n;
+    st = vram_read_file(path, CACHE_MAX_BYTES, &text, &n);
+    if (st == VRAM_E_NOT_FOUND)
+        return vram_fail(st, "no bandwidth measured for %s (%s)", gpu_uuid, path);
+    if (st)
+        return st;
     cJSON *o = cJSON_ParseWithLength(text, n);
     free(text);
     vram_bandwidth_result r;

@@ -5,9 +5,11 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,6 +191,46 @@ int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *wha
                              r < 0 ? strerror(errno) : "unexpected end of file");
         done += (uint64_t)r;
     }
+    return VRAM_OK;
+}
+
+int vram_open_regular(const char *path, int *fd, uint64_t *size) {
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return vram_fail(errno == ENOENT ? VRAM_E_NOT_FOUND : VRAM_E_IO, "%s: cannot open: %s", path,
+                         strerror(errno));
+    struct stat s;
+    if (fstat(*fd, &s) != 0 || !S_ISREG(s.st_mode)) {
+        close(*fd);
+        *fd = -1;
+        return vram_fail(VRAM_E_IO, "%s: not a regular file", path);
+    }
+    *size = (uint64_t)s.st_size;
+    return VRAM_OK;
+}
+
+int vram_read_file(const char *path, size_t max, char **text, size_t *len) {
+    int fd;
+    uint64_t size;
+    int st = vram_open_regular(path, &fd, &size);
+    if (st)
+        return st;
+    if (size > max) {
+        close(fd);
+        return vram_fail(VRAM_E_FORMAT, "%s: %llu bytes, above the %.0f MiB limit", path,
+                         (unsigned long long)size, (double)max / VRAM_MIB);
+    }
+    *text = malloc((size_t)size + 1);
+    st = !*text ? vram_fail(VRAM_E_NOMEM, "%s: out of memory reading it", path)
+                : vram_pread_full(fd, *text, size, 0, path);
+    close(fd);
+    if (st) {
+        free(*text);
+        *text = NULL;
+        return st;
+    }
+    (*text)[size] = '\0';
+    *len = (size_t)size;
     return VRAM_OK;
 }
 

@@ -59,6 +59,13 @@ int vram_json_print(struct cJSON *root, bool complete, bool pretty, const char *
  * VRAM_E_IO naming `what` and the offset otherwise. */
 int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what);
 
+/* Opens a regular file read-only: VRAM_E_NOT_FOUND when it is missing,
+ * VRAM_E_IO when it cannot be opened or is not a regular file. */
+int vram_open_regular(const char *path, int *fd, uint64_t *size);
+/* Reads a regular file of at most `max` bytes whole, NUL-terminated (free
+ * *text); larger is VRAM_E_FORMAT. */
+int vram_read_file(const char *path, size_t max, char **text, size_t *len);
+
 /* Sleeps `ns` nanoseconds, resuming after signals. */
 void vram_sleep_ns(uint64_t ns);
 

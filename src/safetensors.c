@@ -5,13 +5,10 @@
 #include "layout_internal.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_EXACT_JSON_INT 9007199254740992.0 /* 2^53: doubles are exact below */
@@ -184,26 +181,11 @@ static uint64_t read_le64(const unsigned char *p) {
     return v;
 }
 
-static int open_regular(const char *path, int *fd, uint64_t *size) {
-    *fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0)
-        return vram_fail(errno == ENOENT ? VRAM_E_NOT_FOUND : VRAM_E_IO, "%s: cannot open: %s", path,
-                         strerror(errno));
-    struct stat s;
-    if (fstat(*fd, &s) != 0 || !S_ISREG(s.st_mode)) {
-        close(*fd);
-        *fd = -1;
-        return vram_fail(VRAM_E_IO, "%s: not a regular file", path);
-    }
-    *size = (uint64_t)s.st_size;
-    return VRAM_OK;
-}
-
 /* Reads one safetensors file's header into L as file `file_index`. */
 static int read_safetensors(vram_layout *L, const char *path, int file_index) {
     int fd;
     uint64_t size;
-    int st = open_regular(path, &fd, &size);
+    int st = vram_open_regular(path, &fd, &size);
     if (st)
         return st;
     unsigned char len8[8];
@@ -272,32 +254,6 @@ int vram_layout_parse_header(const void *data, size_t len, vram_layout **out) {
 
 static int cmp_str_ptr(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Reads a small text file whole (NUL-terminated). */
-static int read_text(const char *path, char **text, size_t *len) {
-    int fd;
-    uint64_t size;
-    int st = open_regular(path, &fd, &size);
-    if (st)
-        return st;
-    if (size > SAFETENSORS_MAX_HEADER) {
-        close(fd);
-        return vram_fail(VRAM_E_FORMAT, "%s: %" PRIu64 " bytes, above the 100 MiB index limit",
-                         path, size);
-    }
-    *text = malloc((size_t)size + 1);
-    st = !*text ? vram_fail(VRAM_E_NOMEM, "%s: out of memory reading the index", path)
-                : vram_pread_full(fd, *text, (size_t)size, 0, path);
-    close(fd);
-    if (st) {
-        free(*text);
-        *text = NULL;
-        return st;
-    }
-    (*text)[size] = '\0';
-    *len = (size_t)size;
-    return VRAM_OK;
 }
 
 /* Shards are plain file names next to the index: no folders, no escape. */
@@ -376,7 +332,7 @@ static int read_shards(vram_layout *L, const char *path, const cJSON *map, const
 static int open_index(vram_layout *L, const char *path) {
     char *text = NULL;
     size_t len = 0;
-    int st = read_text(path, &text, &len);
+    int st = vram_read_file(path, SAFETENSORS_MAX_HEADER, &text, &len);
     if (st)
         return st;
     cJSON *root = cJSON_ParseWithLength(text, len);
