@@ -172,12 +172,14 @@ int vram_layout_from_catalog(const char *name, vram_dtype dtype, vram_layout **o
     for (int i = 0; i < CATALOG_COUNT && !e; i++)
         if (vram_name_matches(name, catalog[i].name))
             e = &catalog[i];
-    if (!e)
-        return vram_fail(VRAM_E_NOT_FOUND,
-                         "no model \"%.100s\" in the catalog (wan2.1-t2v-14b, wan2.1-i2v-14b, "
-                         "wan2.1-t2v-1.3b, wan2.2-t2v-a14b, wan2.2-i2v-a14b, wan2.2-ti2v-5b, "
-                         "umt5-xxl)",
-                         name);
+    if (!e) {
+        char names[256] = "";
+        for (int i = 0, n = 0; i < CATALOG_COUNT && n >= 0 && (size_t)n < sizeof names; i++)
+            n += snprintf(names + n, sizeof names - (size_t)n, "%s%s", i ? ", " : "",
+                          catalog[i].name);
+        return vram_fail(VRAM_E_NOT_FOUND, "no model \"%.100s\" in the catalog (%s)", name,
+                         names);
+    }
     builder b = {.linear_dtype = dtype, .other_dtype = dtype};
     switch (dtype) {
     case VRAM_DTYPE_UNKNOWN:
