@@ -49,6 +49,12 @@ def _list_at(module: nn.Module, attr: str) -> nn.ModuleList | None:
     return None
 
 
+def _model_and_inner(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(prefix, module): the model, then each wrapper's inner model."""
+    return [("", model)] + [(f"{a}.", getattr(model, a)) for a in _INNER_ATTRS
+                            if isinstance(getattr(model, a, None), nn.Module)]
+
+
 def find_blocks(model: nn.Module, attr: str | None = None) -> tuple[str, nn.ModuleList]:
     """The model's main block list: `attr` when given, else the first of
     blocks / transformer_blocks / layers on the model or one wrapper down.
@@ -62,10 +68,7 @@ def find_blocks(model: nn.Module, attr: str | None = None) -> tuple[str, nn.Modu
         if lst is None:
             raise ValueError(f"block_attr={attr!r}: the model has no non-empty nn.ModuleList there")
         return attr, lst
-    candidates: list[tuple[str, nn.Module]] = [("", model)]
-    candidates += [(f"{a}.", getattr(model, a)) for a in _INNER_ATTRS
-                   if isinstance(getattr(model, a, None), nn.Module)]
-    for prefix, owner in candidates:
+    for prefix, owner in _model_and_inner(model):
         for a in BLOCK_ATTRS:
             lst = _list_at(owner, a)
             if lst is not None:
@@ -77,8 +80,7 @@ def find_blocks(model: nn.Module, attr: str | None = None) -> tuple[str, nn.Modu
 
 
 def find_vace_blocks(model: nn.Module) -> nn.ModuleList | None:
-    for owner in [model] + [getattr(model, a) for a in _INNER_ATTRS
-                            if isinstance(getattr(model, a, None), nn.Module)]:
+    for _, owner in _model_and_inner(model):
         lst = _list_at(owner, VACE_ATTR)
         if lst is not None:
             return lst
@@ -100,8 +102,7 @@ def find_embedders(model: nn.Module) -> dict[str, nn.Module]:
     Wan: text_embedding / img_emb)."""
     out: dict[str, nn.Module] = {}
     for role, paths in (("text", TEXT_EMBEDDERS), ("image", IMAGE_EMBEDDERS)):
-        for owner in [model] + [getattr(model, a) for a in _INNER_ATTRS
-                                if isinstance(getattr(model, a, None), nn.Module)]:
+        for _, owner in _model_and_inner(model):
             for p in paths:
                 m = _submodule(owner, p)
                 if m is not None:
