@@ -19,11 +19,12 @@ default, for the host backend with the real DRAM standing in for VRAM.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from typing import Any, Callable
 
-from genesis.planning import SwapOptions, layout_for_model, planning_hardware
+from genesis.planning import SwapOptions, _check_range, layout_for_model, planning_hardware
 from genesis.vram import Hardware, Layout, MemoryStats, Plan
 
 logger = logging.getLogger("genesis.vram_manager")
@@ -66,8 +67,7 @@ def _unwrap(model: Any) -> Any:
 
 
 def _check_threshold(value: float, name: str = "vram_threshold_percent") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 10 <= value <= 95:
-        raise ValueError(f"{name}={value!r} is out of range: allowed 10-95")
+    _check_range(name, value, 10, 95)
     return float(value)
 
 
@@ -102,8 +102,7 @@ class IntelligentVRAMManager:
         stats = hw.memory_stats(index)
         extra = {"host_backend": host, "vram_threshold_percent": self.vram_threshold_percent,
                  "vram_threshold_mb": stats.vram_total_mb * self.vram_threshold_percent / 100}
-        return MemoryStats(**{**{k: getattr(stats, k) for k in stats.__dataclass_fields__
-                                 if k != "extra"}, "extra": extra})
+        return dataclasses.replace(stats, extra=extra)
 
     def attach_model(self, model: Any) -> None:
         """Plans use this model's real sizes when called with model_size_mb=0."""
