@@ -9,9 +9,6 @@ from typing import Any
 from .loading import LoadedModel
 from .vram_setup import LogFn
 
-# Pipeline parts genesis.phases moves between phases.
-_PARTS = ("text_encoder", "image_encoder", "transformer", "transformer_2", "vae")
-
 
 class Placement:
     """The model on its device for one run. report() gives the plan and the
@@ -26,27 +23,26 @@ class Placement:
         if not self.handles:
             return {"plan": None, "predicted_step_ms": None, "bytes_streamed": 0, "overlap_ratio": None}, []
         reports = [h.report() for h in self.handles]
-        stats = [h.stats() for h in self.handles]
-        first = reports[0]
+        first, stats = reports[0], self.handles[0].stats()  # the first's timeline only
         info: dict[str, Any] = {
             "plan": first["plan"],
-            "streamed_blocks": stats[0]["streamed_blocks"],
+            "streamed_blocks": stats["streamed_blocks"],
             # Wan2.2 A14B: the two experts take turns, one per step.
             "predicted_step_ms": round(first["predicted_step_ms"], 3),
             "predicted_forward_ms": round(first["predicted_forward_ms"], 3),
             "measured_block_ms": round(first["measured_block_ms"], 4),
             "bytes_streamed": sum(r["bytes_streamed"] for r in reports),
             "overlap_ratio": first["overlap_ratio"],
-            "engine": stats[0]["engine"],
-            "swap_active": all(s["active"] for s in stats),
-            "swap_fallback": "; ".join(s["fallback_reason"] for s in stats if s["fallback_reason"]) or None,
-            "replans": stats[0]["replans"],
+            "engine": stats["engine"],
+            "swap_active": all(h.active for h in self.handles),
+            "swap_fallback": "; ".join(h.fallback_reason for h in self.handles if h.fallback_reason) or None,
+            "replans": stats["replans"],
         }
         if self.phases is not None:
             info["phases"] = {"together": self.phases.together, "history": list(self.phases.history)}
         if len(self.handles) > 1:
             info["expert_2"] = {k: reports[1][k] for k in ("bytes_streamed", "overlap_ratio", "streamed_count")}
-        return info, stats[0]["timeline"]
+        return info, stats["timeline"]
 
     def close(self) -> None:
         if self.phases is not None:
@@ -69,7 +65,7 @@ def place(
     blocks go to libvram instead (video: width/height/frames/passes_per_step
     for the plan)."""
     from genesis.blockswap import apply_block_swap
-    from genesis.phases import Phases
+    from genesis.phases import PHASE_OF, Phases
 
     pipe = loaded.pipe
     if args is None:
@@ -83,7 +79,7 @@ def place(
             )
         # Text encoder, transformer(s) and VAE share the GPU, or take turns
         # when libvram says they don't fit together.
-        components = {name: getattr(pipe, name, None) for name in _PARTS}
+        components = {name: getattr(pipe, name, None) for name in PHASE_OF}
         phases = Phases(components, device=device, log=log if debug else None, **(video or {})).install(pipe)
     except Exception:
         for h in handles:
