@@ -28,7 +28,7 @@ from . import swap
 from .loading import LoadedModel, ModelSpec, load_pipeline, transformer_size
 from .schedulers import make_scheduler
 from .validation import validate_request
-from .video import gallery_frames, write_mp4
+from .video import gallery_frames, to_uint8_frames, write_mp4
 from .vram_setup import LogFn, VramSettings, build_block_swap_args
 
 ProgressFn = Callable[[int, int], None]
@@ -236,8 +236,9 @@ class WanGenerator:
             if on_gpu and not finished:  # the aborted run's activations
                 torch.cuda.empty_cache()
         frames = np.asarray(frames)[0]
+        pixels = to_uint8_frames(frames)  # once, for the mp4 and the gallery
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        video = write_mp4(frames, self.output_dir / f"wan-{int(started)}-{seed}.mp4", fps=req.fps)
+        video = write_mp4(pixels, self.output_dir / f"wan-{int(started)}-{seed}.mp4", fps=req.fps)
         peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None
         # The first step includes text encoding; the steady state is the rest.
         steady = step_times[1:] or step_times
@@ -279,7 +280,7 @@ class WanGenerator:
         return GenerationResult(
             video_path=video,
             frames=frames,
-            gallery=gallery_frames(frames),
+            gallery=gallery_frames(pixels),
             metadata=meta,
             log=lines,
             timeline=timeline,
