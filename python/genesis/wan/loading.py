@@ -124,8 +124,8 @@ def load_pipeline(spec: ModelSpec, want_i2v: bool, torch_dtype: Any = None) -> L
 
 def transformer_size(model: Any) -> tuple[float, int]:
     """(size in MiB at the loaded dtype, number of transformer blocks)."""
-    size = sum(p.numel() * p.element_size() for p in model.parameters())
-    size += sum(b.numel() * b.element_size() for b in model.buffers())
+    from genesis.modelinfo import model_size_mb
+
     blocks = getattr(model, "blocks", None)
     num = len(blocks) if blocks is not None else int(getattr(model.config, "num_layers", 0))
-    return size / (1024 * 1024), num
+    return model_size_mb(model), num
