@@ -98,8 +98,7 @@ class Texts:
     def __call__(self, key: str) -> Any:
         if self._i18n is not None:
             return self._i18n(key)
-        zh, en = TEXT[key]
-        return en if self.lang == "en" else zh
+        return self.plain(key)
 
     def plain(self, key: str) -> str:
         """Plain text for values computed at run time (status lines): the
