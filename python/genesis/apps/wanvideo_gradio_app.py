@@ -86,18 +86,6 @@ def slider(name: str, **kw: Any) -> gr.Slider:
     return s
 
 
-PRESET_OUTPUTS: tuple[str, ...] = (
-    "steps",
-    "cfg",
-    "shift",
-    "scheduler",
-    "compile_enabled",
-    "block_swap_enabled",
-    "auto_hardware_tuning",
-    "vram_threshold_percent",
-)
-
-
 def apply_preset(preset_name: str) -> tuple[int, float, float, str, bool, bool, bool, float]:
     """The seed's preset table: (steps, cfg, shift, scheduler, compile_enabled,
     block_swap_enabled, auto_hardware_tuning, vram_threshold_percent)."""
