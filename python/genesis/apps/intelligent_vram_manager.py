@@ -32,7 +32,7 @@ LogFn = Callable[[str], None]
 
 __all__ = [
     "IntelligentVRAMManager", "MemoryStats", "calculate_optimal_blockswap_config",
-    "get_vram_manager", "model_size_mb", "num_layers",
+    "current_memory_stats", "get_vram_manager", "model_size_mb", "num_layers",
 ]
 
 
@@ -157,6 +157,18 @@ def get_vram_manager(vram_threshold_percent: float = 50.0, *, device_index: int 
             if dram_mb is not None:
                 m.dram_mb = dram_mb
         return m
+
+
+def current_memory_stats(device_index: int | None = None) -> MemoryStats:
+    """Memory stats through this process's manager for the GPU, without
+    changing its settings (a live monitor must not reset the threshold a
+    generation set)."""
+    index = _current_device_index() if device_index is None else device_index
+    with _LOCK:
+        manager = _MANAGERS.get(index)
+    if manager is None:
+        manager = get_vram_manager(device_index=index)
+    return manager.get_memory_stats()
 
 
 def _layout_for(model: Any, size_mb: float, layers: int) -> tuple[Layout, dict[str, Any]]:

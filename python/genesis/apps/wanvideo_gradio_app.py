@@ -109,12 +109,12 @@ def vram_mode_text(texts: Texts, block_swap_enabled: bool, auto_hardware_tuning:
     return texts.plain("mode_auto" if auto_hardware_tuning else "mode_manual")
 
 
-def memory_monitor_text(threshold: float = 50.0) -> str:
+def memory_monitor_text() -> str:
     """One refresh of the live VRAM/DRAM monitor (genesis get_memory_stats)."""
     try:
-        from genesis.apps.intelligent_vram_manager import get_vram_manager
+        from genesis.apps.intelligent_vram_manager import current_memory_stats
 
-        s = get_vram_manager(threshold).get_memory_stats()
+        s = current_memory_stats()
     except Exception as e:  # shown, never fatal: the monitor is informative
         return f"memory stats unavailable: {e}"
     if s.extra.get("host_backend"):
@@ -307,7 +307,7 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
                 metadata_output = gr.JSON(label=t("metadata"), elem_id="metadata")
                 debug_log = gr.Textbox(label=t("debug_log"), lines=14, interactive=False, visible=False, elem_id="debug_log")
                 timeline_plot = gr.Plot(label=t("timeline"), elem_id="timeline_plot")
-                monitor = gr.Markdown(memory_monitor_text(d_thr), label=t("monitor"), elem_id="memory_monitor")
+                monitor = gr.Markdown(memory_monitor_text(), label=t("monitor"), elem_id="memory_monitor")
                 timer = gr.Timer(2.0)
 
         preset.change(
@@ -330,7 +330,7 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
             )
         vram_debug_mode.change(lambda on: gr.update(visible=bool(on)), inputs=[vram_debug_mode], outputs=[debug_log], queue=False)
         model_path.change(lambda m: gr.update(visible=ModelSpec(m or "").is_tiny), inputs=[model_path], outputs=[notice], queue=False)
-        timer.tick(memory_monitor_text, inputs=[vram_threshold_percent], outputs=[monitor], concurrency_limit=None, show_progress="hidden")
+        timer.tick(memory_monitor_text, outputs=[monitor], concurrency_limit=None, show_progress="hidden")
 
         def run_one(*args: Any, progress: Any, cancel: threading.Event) -> tuple[Any, ...]:
             video, gallery, meta = app.generate_video(*args, progress=progress, cancel=cancel)

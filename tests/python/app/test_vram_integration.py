@@ -43,9 +43,18 @@ def test_memory_stats_are_correct() -> None:
         assert s.dram_used_mb == pytest.approx(meminfo_mb("MemTotal") - meminfo_mb("MemAvailable"), abs=500)
     assert s.dram_usage_percent == pytest.approx(100 * s.dram_used_mb / s.dram_total_mb, abs=0.5)
     assert 0 <= s.vram_used_mb <= s.vram_total_mb
-    text = memory_monitor_text(50)
+    text = memory_monitor_text()
     assert re.search(r"DRAM: [\d.]+/[\d.]+MB \([\d.]+%\)", text), text
     assert "VRAM" in text
+
+
+def test_monitor_leaves_the_managers_threshold_alone() -> None:
+    from genesis.apps.intelligent_vram_manager import get_vram_manager
+
+    manager = get_vram_manager(40.0)
+    memory_monitor_text()
+    assert manager.vram_threshold_percent == 40.0
+    get_vram_manager(50.0)
 
 
 def test_auto_mode_uses_libvrams_config_with_the_real_model(app: WanVideoApp) -> None:
