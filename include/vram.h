@@ -342,6 +342,9 @@ VRAM_API int vram_layout_from_size(double model_size_mb, int num_layers, vram_la
 VRAM_API int vram_layout_from_blocks(const uint64_t *block_bytes, int block_count,
                                      uint64_t rest_bytes, int dim, vram_layout **out);
 VRAM_API void vram_layout_free(vram_layout *layout);
+/* Names a layout for explanations (a layout parsed from memory is "header");
+ * at most VRAM_NAME_MAX - 1 bytes are kept. */
+VRAM_API int vram_layout_set_name(vram_layout *layout, const char *name);
 
 /* Tensor order: block 0's tensors in packing order, block 1's, ..., then
  * the rest in file order. Names are the file's own (prefixes kept). */

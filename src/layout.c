@@ -443,6 +443,13 @@ int vram_layout_from_blocks(const uint64_t *block_bytes, int block_count, uint64
 
 /* ---- accessors ---- */
 
+int vram_layout_set_name(vram_layout *L, const char *name) {
+    if (!L || !name || !*name)
+        return vram_fail(VRAM_E_INVALID, "vram_layout_set_name: layout or name is NULL or empty");
+    set_name(&L->info, name);
+    return VRAM_OK;
+}
+
 int vram_layout_get_info(const vram_layout *L, vram_layout_info *out) {
     if (!L)
         return vram_fail(VRAM_E_INVALID, "vram_layout_get_info: layout is NULL");

@@ -32,6 +32,10 @@ static void parse_from_memory(void) {
     CHECK_OK(vram_layout_parse_header(h, len, &L));
     vram_layout_info i = info_of(L);
     CHECK_STR(i.name, "header");
+    CHECK_OK(vram_layout_set_name(L, "WanTransformer3DModel"));
+    CHECK_STR(info_of(L).name, "WanTransformer3DModel");
+    CHECK_INT(vram_layout_set_name(L, ""), VRAM_E_INVALID);
+    CHECK_STR(info_of(L).name, "WanTransformer3DModel");
     CHECK_STR(i.naming, "comfyui");
     CHECK_INT(i.file_count, 0);
     CHECK_INT(i.tensor_count, 5);

@@ -218,7 +218,7 @@ class BlockSwap:
             source.adopt(self.packing)
             self.layout = source.layout
         else:
-            self.layout = layout_for_model(self.packing)
+            self.layout = layout_for_model(self.packing, type(model).__name__)
         self.plan_kwargs = options.plan_kwargs(self.gpu_index)
         self.plan = Plan.create(self.layout, self.hw, **self.plan_kwargs)
 

@@ -100,8 +100,9 @@ class SwapOptions:
         return {k: v for k, v in d.items() if v is not None}
 
 
-def layout_for_model(packing: Any) -> Layout:
-    """libvram's layout of a live model (genesis.modelinfo.ModelPacking).
+def layout_for_model(packing: Any, name: str | None = None) -> Layout:
+    """libvram's layout of a live model (genesis.modelinfo.ModelPacking),
+    named `name` (the model's class) in libvram's explanations.
 
     Preferred: a safetensors header synthesised from the model (real dtypes
     and shapes, VACE blocks and embedder roles visible to the planner); the
@@ -125,6 +126,11 @@ def layout_for_model(packing: Any) -> Layout:
                     slot.offset = offset
                 for blk in packing.blocks:
                     blk.packed_bytes = int(layout.block(blk.index)["packed_bytes"])
+                if name:
+                    layout.set_name(name)
                 return layout
         layout.close()
-    return Layout.from_blocks(packing.block_bytes, packing.rest_bytes, packing.dim)
+    layout = Layout.from_blocks(packing.block_bytes, packing.rest_bytes, packing.dim)
+    if name:
+        layout.set_name(name)
+    return layout

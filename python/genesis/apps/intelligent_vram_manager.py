@@ -175,11 +175,12 @@ def _layout_for(model: Any, size_mb: float, layers: int) -> tuple[Layout, dict[s
     if model is not None:
         from genesis.modelinfo import pack_model
 
-        packing = pack_model(_unwrap(model))
+        inner = _unwrap(model)
+        packing = pack_model(inner)
         if layers and layers != packing.main_count:
             logger.warning("num_layers=%d ignored: the model has %d blocks", layers,
                            packing.main_count)
-        return layout_for_model(packing), {"model_size_mb": packing.total_bytes / 2**20,
+        return layout_for_model(packing, type(inner).__name__), {"model_size_mb": packing.total_bytes / 2**20,
                         "num_layers": packing.main_count, "vace_layers": packing.vace_count,
                         "size_source": "model"}
     if not size_mb or size_mb <= 0:

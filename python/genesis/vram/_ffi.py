@@ -441,6 +441,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "vram_layout_from_size": (c_int, [c_double, c_int, _PP]),
     "vram_layout_from_blocks": (c_int, [POINTER(c_uint64), c_int, c_uint64, c_int, _PP]),
     "vram_layout_free": (None, [_P]),
+    "vram_layout_set_name": (c_int, [_P, c_char_p]),
     "vram_layout_get_info": (c_int, [_P, POINTER(LayoutInfo)]),
     "vram_layout_block": (c_int, [_P, c_int, POINTER(BlockInfo)]),
     "vram_layout_tensor": (c_int, [_P, c_int, POINTER(TensorInfo)]),

@@ -54,6 +54,10 @@ class Layout(Handle):
         return cls._make(_ffi.lib.vram_layout_parse_header, "vram_layout_parse_header",
                          data, len(data))
 
+    def set_name(self, name: str) -> None:
+        """The name libvram's explanations give this layout."""
+        check(_ffi.lib.vram_layout_set_name(self.handle, name.encode()), "vram_layout_set_name")
+
     @classmethod
     def from_catalog(cls, name: str, dtype: str | int = 0) -> Layout:
         dt = dtype_from_name(dtype) if isinstance(dtype, str) else dtype
