@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Run ON the lent GPU machine (after scripts/device_prepare.sh here, with
+# .device carried): builds libvram against the carried libcjson and runs
+#   checks  scripts/gpu_check.sh (CUDA vs host backend, bandwidth, 40 x 670 MiB
+#           pass vs the bound) and scripts/gpu_check_python.py (bit identity,
+#           compile, re-plan, OOM retry, soak)            about 6 minutes
+#   bench   bench/gpu_bench.py (all modes, 24 GB cap)      under 7 minutes
+# Results go to $OUT (the device tool brings them back): at most 8 files.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-checks}
+out=${OUT:-out/device}
+mkdir -p "$out"
+cj=/tmp/cjson
+mkdir -p "$cj"
+for f in .device/deb/*.deb; do dpkg -x "$f" "$cj"; done
+export LD_LIBRARY_PATH="$cj/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .device/whl/*.whl || exit 1
+export PYTHONPATH="/tmp/site:$PWD/python" PYTHONUNBUFFERED=1
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.max,pcie.link.width.max \
+    --format=csv || true
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DCJSON_ROOT="$cj" >/dev/null &&
+    cmake --build build-gpu -j"$(nproc)" >/dev/null &&
+    cmake --build build-gpu --target gpu_check -j"$(nproc)" >/dev/null || exit 1
+  build-gpu/vram probe
+} > "$out/card.txt" 2>&1 || { cat "$out/card.txt"; exit 1; }
+cat "$out/card.txt"
+export VRAM_LIBRARY="$PWD/build-gpu/libvram.so"
+status=0
+case "$what" in
+checks)
+  BUILD_DIR=build-gpu timeout 300 bash scripts/gpu_check.sh 2>&1 | tee "$out/gpu_check.log" || status=1
+  timeout 200 python3 scripts/gpu_check_python.py 2>&1 | tee "$out/gpu_check_python.log" || status=1
+  ;;
+bench)
+  timeout 420 python3 bench/gpu_bench.py --out "$out/gpu-bench" 2>&1 | tee "$out/gpu_bench.log" || status=1
+  ;;
+*)
+  echo "usage: device_run.sh checks|bench" >&2
+  exit 2
+  ;;
+esac
+exit $status
