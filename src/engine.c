@@ -99,8 +99,11 @@ struct vram_engine {
     unsigned rr;
     bool async;
     double target, link_gbps;
-    /* Disk tier and staged pageable blocks. */
+    /* Disk tier and staged pageable blocks: at most two buffers (one is
+     * filled while the other's DMA runs; more add nothing on one link),
+     * shared by the copy streams in turn. */
     vram_host_region *staging;
+    void **staging_free; /* per buffer: recorded after the DMA out of it */
     int nstaging;
     stage_job *jobs; /* [block * nstaging + staging] */
     int *fds;
@@ -463,10 +466,14 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     tl_entry *t = tl_at(eng, ti);
     st = o->event_record(eng->be, t->e_start, s);
     const uint8_t *src = bl->host.p;
-    if (st == VRAM_OK && (bl->tier == VRAM_TIER_DISK || bl->staged)) {
-        int k = sidx < 0 ? 0 : sidx;
+    bool staged = bl->tier == VRAM_TIER_DISK || bl->staged;
+    int k = sidx < 0 ? 0 : sidx % (eng->nstaging ? eng->nstaging : 1);
+    if (st == VRAM_OK && staged) {
+        /* Streams share the buffers: refill one only after its last DMA. */
         src = eng->staging[k].p;
-        st = o->host_func(eng->be, s, stage_fn, &eng->jobs[b * eng->nstaging + k]);
+        st = o->stream_wait(eng->be, s, eng->staging_free[k]);
+        if (st == VRAM_OK)
+            st = o->host_func(eng->be, s, stage_fn, &eng->jobs[b * eng->nstaging + k]);
     }
     bool paced = eng->target > 0 && eng->target < 1 && eng->link_gbps > 0;
     uint64_t chunk = paced ? pace_chunk(bl->bytes) : bl->bytes;
@@ -481,6 +488,8 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     }
     if (st == VRAM_OK)
         st = o->event_record(eng->be, sl->copied, s);
+    if (st == VRAM_OK && staged)
+        st = o->event_record(eng->be, eng->staging_free[k], s);
     if (st == VRAM_OK)
         st = o->event_record(eng->be, t->e_end, s);
     /* The last piece's gap comes after the copy is marked done, so the
@@ -562,8 +571,11 @@ void vram_engine_destroy(vram_engine *eng) {
             be->ops->dev_free(be, eng->blocks[b].dev, eng->blocks[b].bytes);
             vram_arena_free(&eng->arena, &eng->blocks[b].host);
         }
-        for (int k = 0; k < eng->nstaging; k++)
+        for (int k = 0; k < eng->nstaging; k++) {
             vram_arena_free(&eng->arena, &eng->staging[k]);
+            if (eng->staging_free && eng->staging_free[k])
+                be->ops->event_destroy(be, eng->staging_free[k]);
+        }
     }
     for (int b = 0; eng->blocks && b < eng->nblocks; b++)
         free(eng->blocks[b].tensors);
@@ -574,6 +586,7 @@ void vram_engine_destroy(vram_engine *eng) {
         close(eng->spill_fd);
     free(eng->fds);
     free(eng->staging);
+    free(eng->staging_free);
     free(eng->jobs);
     free(eng->pool);
     free(eng->tl);
@@ -711,11 +724,15 @@ static int setup_host(vram_engine *eng, const vram_layout *layout, int file_coun
         st = open_spill(eng, spill);
     if (st || !staging)
         return st;
-    eng->nstaging = eng->async ? eng->nstreams : 1;
+    eng->nstaging = eng->async && eng->nstreams > 1 ? 2 : 1;
     eng->staging = calloc((size_t)eng->nstaging, sizeof *eng->staging);
+    eng->staging_free = calloc((size_t)eng->nstaging, sizeof *eng->staging_free);
     eng->jobs = calloc((size_t)eng->nblocks * (size_t)eng->nstaging, sizeof *eng->jobs);
-    if (!eng->staging || !eng->jobs)
+    if (!eng->staging || !eng->staging_free || !eng->jobs)
         return vram_fail(VRAM_E_NOMEM, "staging tables");
+    for (int k = 0; k < eng->nstaging; k++)
+        if ((st = eng->be->ops->event_create(eng->be, false, &eng->staging_free[k])))
+            return st;
     bool staging_pinned = true;
     for (int k = 0; k < eng->nstaging; k++) {
         if ((st = vram_arena_alloc(&eng->arena, staging, true, &eng->staging[k])))
@@ -728,11 +745,15 @@ static int setup_host(vram_engine *eng, const vram_layout *layout, int file_coun
         for (int b = 0; b < eng->nblocks; b++)
             eng->blocks[b].staged = false;
         if (!eng->disk_bytes) {
-            for (int k = 0; k < eng->nstaging; k++)
+            for (int k = 0; k < eng->nstaging; k++) {
                 vram_arena_free(&eng->arena, &eng->staging[k]);
+                eng->be->ops->event_destroy(eng->be, eng->staging_free[k]);
+            }
             free(eng->staging);
+            free(eng->staging_free);
             free(eng->jobs);
             eng->staging = NULL;
+            eng->staging_free = NULL;
             eng->jobs = NULL;
             eng->nstaging = 0;
             return VRAM_OK;

@@ -243,15 +243,17 @@ static bool needs_staging(const planner *p) {
     return false;
 }
 
+/* The engine's staging buffers for a number of copy streams. */
+static int staging_buffers(int streams) { return streams > 1 ? 2 : 1; }
+
 static void assign_tiers(planner *p) {
     assign_tiers_reserving(p, 0);
     if (!needs_staging(p))
         return;
-    /* Staging (disk reads, pageable copies) takes a pinned buffer per copy
-     * stream, each as large as the largest streamed block: that DRAM is not
-     * the tiers'. */
-    int streams = copy_streams(p);
-    assign_tiers_reserving(p, (uint64_t)(streams > 1 ? streams : 1) * measure(p).slot);
+    /* Staging (disk reads, pageable copies) takes pinned buffers as large
+     * as the largest streamed block, two when several copy streams share
+     * them (the engine's rule): that DRAM is not the tiers'. */
+    assign_tiers_reserving(p, (uint64_t)staging_buffers(copy_streams(p)) * measure(p).slot);
 }
 
 static bool all_pinned(const planner *p) {
@@ -263,8 +265,8 @@ static bool all_pinned(const planner *p) {
 
 /* Copy streams for the current tiers: one for pinned-only (one link: more
  * add nothing), two when staging can overlap DMA; manual takes the value.
- * With staging each stream has a buffer as large as the largest block, so
- * no more streams than usable (pinned) DRAM holds buffers for. */
+ * With staging, several streams share two buffers as large as the largest
+ * block; where usable (pinned) DRAM holds only one, one stream. */
 static int copy_streams(const planner *p) {
     if (!p->async)
         return 0;
@@ -273,13 +275,13 @@ static int copy_streams(const planner *p) {
             : f.count                   ? (all_pinned(p) ? 1 : 2)
                                         : 0;
     if (n > 1 && needs_staging(p)) {
-        /* Buffers come from pinned memory when pinning is on. */
+        /* Buffers come from pinned memory when pinning is on; with room for
+         * one only, one stream. */
         uint64_t room = p->o->enable_dram_optimization && p->pinned_budget < p->dram_usable
                             ? p->pinned_budget
                             : p->dram_usable;
-        uint64_t fit = room / f.slot;
-        if (fit < (uint64_t)n)
-            n = fit > 1 ? (int)fit : 1;
+        if (room / f.slot < (uint64_t)staging_buffers(n))
+            n = 1;
     }
     return n;
 }

@@ -69,8 +69,9 @@ static void check_invariants(const vram_plan *p, const char *what) {
     CHECK(s.pinned_bytes <= s.pinned_budget_bytes);
     CHECK(s.pinned_bytes + s.pageable_bytes <= s.dram_usable_bytes);
     if (s.disk_bytes && s.slot_count) {
-        /* disk reads need a staging buffer per copy stream, held back */
-        uint64_t staging = (uint64_t)(s.copy_streams > 1 ? s.copy_streams : 1) *
+        /* disk reads need staging buffers (two when copy streams share
+         * them), held back */
+        uint64_t staging = (uint64_t)(s.copy_streams > 1 ? 2 : 1) *
                            (s.slot_bytes / (uint64_t)s.slot_count);
         CHECK(s.pinned_bytes + s.pageable_bytes + staging <= s.dram_usable_bytes);
     }
@@ -624,8 +625,8 @@ static void test_tiers_and_vace(void) {
         CHECK_INT(s.copy_streams, 2);
     }
     vram_plan_free(p);
-    /* manual streams: no more than usable DRAM holds staging buffers for,
-     * and a DRAM too small for one is refused */
+    /* manual streams share two staging buffers; where usable DRAM holds
+     * only one, one stream; a DRAM too small for one is refused */
     vram_plan_options manual = o;
     manual.auto_hardware_tuning = false;
     manual.num_cuda_streams = 8;
@@ -636,7 +637,11 @@ static void test_tiers_and_vace(void) {
     vram_plan_summary capped;
     CHECK_OK(plan_summary(file, hw, &manual, &capped));
     CHECK(capped.disk_bytes > 0);
-    CHECK(capped.copy_streams >= 1 && capped.copy_streams < 8);
+    CHECK_INT(capped.copy_streams, 8);
+    CHECK_OK(vram_hw_set_dram(hw, 1000, 60)); /* 48 MiB usable: one 32 MiB buffer */
+    CHECK_OK(plan_summary(file, hw, &manual, &capped));
+    CHECK(capped.disk_bytes > 0);
+    CHECK_INT(capped.copy_streams, 1);
     CHECK_OK(vram_hw_set_dram(hw, 1000, 30));
     CHECK_INT(plan_summary(file, hw, &manual, &capped), VRAM_E_DOES_NOT_FIT);
     CHECK(strstr(vram_last_error(), "staging buffer") != NULL);

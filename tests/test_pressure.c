@@ -204,9 +204,9 @@ static void pressure_case(const vram_layout *layout, const model_file *m, double
     vram_engine_stats es = {.size = sizeof es};
     CHECK_OK(vram_engine_get_stats(eng, &es));
     CHECK(es.disk_bytes > 0);
-    /* The DRAM tiers and the disk-tier staging buffers (one per copy
-     * stream, largest disk block) together stay within what the plan may
-     * use: the planner holds the staging back. */
+    /* The DRAM tiers and the disk-tier staging buffers (two shared by the
+     * copy streams, or one, as large as the largest disk block) together
+     * stay within what the plan may use: the planner holds them back. */
     uint64_t largest = 0;
     for (int b = 0; b < BLOCKS; b++) {
         vram_block_plan bp = {.size = sizeof bp};
@@ -214,7 +214,7 @@ static void pressure_case(const vram_layout *layout, const model_file *m, double
         if (bp.tier == VRAM_TIER_DISK && vram_engine_block_bytes(eng, b) > largest)
             largest = vram_engine_block_bytes(eng, b);
     }
-    uint64_t staging = largest * (uint64_t)(es.copy_streams > 0 ? es.copy_streams : 1);
+    uint64_t staging = largest * (uint64_t)(es.copy_streams > 1 ? 2 : 1);
     CHECK(es.pinned_bytes + es.pageable_bytes <= s.dram_usable_bytes);
     printf("pressure: DRAM %.1f MiB (usable %.2f), %s, %d slot(s), %d stream(s): %d of %d blocks "
            "on disk; pinned %.2f pageable %.2f disk %.2f MiB; %llu blocks copied intact; engine "
