@@ -99,9 +99,8 @@ struct vram_engine {
     unsigned rr;
     bool async;
     double target, link_gbps;
-    /* Disk tier and staged pageable blocks: at most two buffers (one is
-     * filled while the other's DMA runs; more add nothing on one link),
-     * shared by the copy streams in turn. */
+    /* Disk tier and staged pageable blocks: vram_staging_buffers(streams)
+     * buffers, shared by the copy streams in turn. */
     vram_host_region *staging;
     void **staging_free; /* per buffer: recorded after the DMA out of it */
     int nstaging;
@@ -724,7 +723,7 @@ static int setup_host(vram_engine *eng, const vram_layout *layout, int file_coun
         st = open_spill(eng, spill);
     if (st || !staging)
         return st;
-    eng->nstaging = eng->async && eng->nstreams > 1 ? 2 : 1;
+    eng->nstaging = vram_staging_buffers(eng->async ? eng->nstreams : 1);
     eng->staging = calloc((size_t)eng->nstaging, sizeof *eng->staging);
     eng->staging_free = calloc((size_t)eng->nstaging, sizeof *eng->staging_free);
     eng->jobs = calloc((size_t)eng->nblocks * (size_t)eng->nstaging, sizeof *eng->jobs);

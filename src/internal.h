@@ -28,6 +28,12 @@ static inline uint64_t vram_align_up(uint64_t n) {
     return (n + VRAM_ALIGN - 1) & ~(uint64_t)(VRAM_ALIGN - 1);
 }
 
+/* Staging buffers (disk reads, pageable copies) the engine keeps for a
+ * number of async copy streams: two shared in turn when there are several
+ * (one filled while the other's DMA runs; more add nothing on one link).
+ * The planner reserves the same number. */
+static inline int vram_staging_buffers(int copy_streams) { return copy_streams > 1 ? 2 : 1; }
+
 /* Checks a versioned struct: non-NULL and size at least `min`. */
 #define VRAM_CHECK_STRUCT(p, type)                                                     \
     do {                                                                               \

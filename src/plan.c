@@ -243,17 +243,14 @@ static bool needs_staging(const planner *p) {
     return false;
 }
 
-/* The engine's staging buffers for a number of copy streams. */
-static int staging_buffers(int streams) { return streams > 1 ? 2 : 1; }
-
 static void assign_tiers(planner *p) {
     assign_tiers_reserving(p, 0);
     if (!needs_staging(p))
         return;
     /* Staging (disk reads, pageable copies) takes pinned buffers as large
-     * as the largest streamed block, two when several copy streams share
-     * them (the engine's rule): that DRAM is not the tiers'. */
-    assign_tiers_reserving(p, (uint64_t)staging_buffers(copy_streams(p)) * measure(p).slot);
+     * as the largest streamed block (vram_staging_buffers): that DRAM is
+     * not the tiers'. */
+    assign_tiers_reserving(p, (uint64_t)vram_staging_buffers(copy_streams(p)) * measure(p).slot);
 }
 
 static bool all_pinned(const planner *p) {
@@ -280,7 +277,7 @@ static int copy_streams(const planner *p) {
         uint64_t room = p->o->enable_dram_optimization && p->pinned_budget < p->dram_usable
                             ? p->pinned_budget
                             : p->dram_usable;
-        if (room / f.slot < (uint64_t)staging_buffers(n))
+        if (room / f.slot < (uint64_t)vram_staging_buffers(n))
             n = 1;
     }
     return n;

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "backend.h"
 #include "check.h"
+#include "internal.h"
 #include "vram.h"
 
 #include <stdatomic.h>
@@ -448,7 +449,7 @@ static void pin_case(bool dram_opt, double max_pinned_mb, int pin_opt, const cha
         *pageable = s.pageable_bytes;
         /* the regions, and with pinning on and pageable blocks, the pinned
          * staging buffers (two, shared by the copy streams) for those */
-        uint64_t buffers = s.copy_streams > 1 ? 2 : 1;
+        uint64_t buffers = (uint64_t)vram_staging_buffers(s.copy_streams);
         uint64_t staging = max_pinned_mb > 0 ? buffers << 20 : 0;
         CHECK_INT(s.pinned_bytes + s.pageable_bytes, (8ull << 20) + staging);
         CHECK_INT(s.device_bytes, (uint64_t)s.slot_count * (1 << 20));

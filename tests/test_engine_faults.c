@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "backend.h"
 #include "check.h"
+#include "internal.h"
 #include "vram.h"
 
 #include <libgen.h>
@@ -152,7 +153,7 @@ static void test_fail_pin_each(void) {
             uint64_t largest, regions = streamed_region_bytes(eng, f.n, &largest);
             uint64_t extra = s.pinned_bytes + s.pageable_bytes - regions;
             CHECK(s.pinned_bytes + s.pageable_bytes > regions);
-            uint64_t buffers = s.copy_streams > 1 ? 2 : 1; /* shared by the streams */
+            uint64_t buffers = (uint64_t)vram_staging_buffers(s.copy_streams); /* shared by the streams */
             CHECK(extra % buffers == 0);
             CHECK(extra <= buffers * largest);
         } else {

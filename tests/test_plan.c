@@ -4,6 +4,7 @@
  * against the pipeline measured on an H100. */
 #define _POSIX_C_SOURCE 200809L
 #include "check.h"
+#include "internal.h"
 #include "plan_internal.h"
 
 #include <cjson/cJSON.h>
@@ -71,7 +72,7 @@ static void check_invariants(const vram_plan *p, const char *what) {
     if (s.disk_bytes && s.slot_count) {
         /* disk reads need staging buffers (two when copy streams share
          * them), held back */
-        uint64_t staging = (uint64_t)(s.copy_streams > 1 ? 2 : 1) *
+        uint64_t staging = (uint64_t)vram_staging_buffers(s.copy_streams) *
                            (s.slot_bytes / (uint64_t)s.slot_count);
         CHECK(s.pinned_bytes + s.pageable_bytes + staging <= s.dram_usable_bytes);
     }

@@ -11,6 +11,7 @@
  *    limit. Skipped, with the reason printed, where that is not possible. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "internal.h"
 #include "vram.h"
 
 #include <cjson/cJSON.h>
@@ -214,7 +215,7 @@ static void pressure_case(const vram_layout *layout, const model_file *m, double
         if (bp.tier == VRAM_TIER_DISK && vram_engine_block_bytes(eng, b) > largest)
             largest = vram_engine_block_bytes(eng, b);
     }
-    uint64_t staging = largest * (uint64_t)(es.copy_streams > 1 ? 2 : 1);
+    uint64_t staging = largest * (uint64_t)vram_staging_buffers(es.copy_streams);
     CHECK(es.pinned_bytes + es.pageable_bytes <= s.dram_usable_bytes);
     printf("pressure: DRAM %.1f MiB (usable %.2f), %s, %d slot(s), %d stream(s): %d of %d blocks "
            "on disk; pinned %.2f pageable %.2f disk %.2f MiB; %llu blocks copied intact; engine "

@@ -101,7 +101,7 @@ static int rig_make(rig *r, const vram_layout *layout, const vram_hw *hw) {
      * staging buffers (two when streams share them) as large as a slot. */
     uint64_t staging = 0;
     if ((s.pageable_bytes || s.disk_bytes) && s.slot_count)
-        staging = (uint64_t)(s.copy_streams > 1 ? 2 : 1) * (s.slot_bytes / (uint64_t)s.slot_count);
+        staging = (uint64_t)vram_staging_buffers(s.copy_streams) * (s.slot_bytes / (uint64_t)s.slot_count);
     r->expect_pinned = s.pinned_memory ? s.pinned_bytes + staging : 0;
     if (s.pinned_memory)
         CHECK(r->pinned <= s.pinned_budget_bytes);
