@@ -108,29 +108,33 @@ def layout_for_model(packing: Any, name: str | None = None) -> Layout:
     and shapes, VACE blocks and embedder roles visible to the planner); the
     packing then adopts libvram's 256-aligned offsets. Fallback (a dtype
     safetensors cannot name): vram_layout_from_blocks with the byte sizes."""
-    from .modelinfo import block_tensor_name, safetensors_header
-
-    header = safetensors_header(packing)
-    if header is not None:
-        layout = Layout.parse_header(header)
-        info = layout.info()
-        if info["block_count"] == len(packing.blocks):
-            placed = []
-            for blk in packing.blocks:
-                for slot in blk.slots:
-                    t = layout.tensor(layout.find_tensor(
-                        block_tensor_name(blk, packing.main_count, slot)))
-                    placed.append((slot, int(t["block_offset"]), t["block"] == blk.index))
-            if all(ok for _, _, ok in placed):
-                for slot, offset, _ in placed:
-                    slot.offset = offset
-                for blk in packing.blocks:
-                    blk.packed_bytes = int(layout.block(blk.index)["packed_bytes"])
-                if name:
-                    layout.set_name(name)
-                return layout
-        layout.close()
-    layout = Layout.from_blocks(packing.block_bytes, packing.rest_bytes, packing.dim)
+    layout = _layout_from_header(packing)
+    if layout is None:
+        layout = Layout.from_blocks(packing.block_bytes, packing.rest_bytes, packing.dim)
     if name:
         layout.set_name(name)
     return layout
+
+
+def _layout_from_header(packing: Any) -> Layout | None:
+    from .modelinfo import block_tensor_name, safetensors_header
+
+    header = safetensors_header(packing)
+    if header is None:
+        return None
+    layout = Layout.parse_header(header)
+    if layout.info()["block_count"] == len(packing.blocks):
+        placed = []
+        for blk in packing.blocks:
+            for slot in blk.slots:
+                t = layout.tensor(layout.find_tensor(
+                    block_tensor_name(blk, packing.main_count, slot)))
+                placed.append((slot, int(t["block_offset"]), t["block"] == blk.index))
+        if all(ok for _, _, ok in placed):
+            for slot, offset, _ in placed:
+                slot.offset = offset
+            for blk in packing.blocks:
+                blk.packed_bytes = int(layout.block(blk.index)["packed_bytes"])
+            return layout
+    layout.close()
+    return None
