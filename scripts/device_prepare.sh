@@ -2,7 +2,8 @@
 # Run HERE (a CPU machine with apt and pip) before a session's GPU run:
 # gathers what the lent GPU machine lacks into .device/ (ignored by git,
 # carried by the device tool): libcjson's Debian packages and the wheels
-# the Python checks need there (Python 3.12, torch already installed).
+# the Python checks need there (Python 3.12, torch already installed), and
+# mmgp (a peer in the GPU benchmark) with optimum-quanto, its one missing need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.device/' .git/info/exclude 2>/dev/null || echo '/.device/' >> .git/info/exclude
@@ -10,6 +11,7 @@ rm -rf .device && mkdir -p .device/deb .device/whl
 (cd .device/deb && apt-get download libcjson1 libcjson-dev 2>/dev/null)
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
-  -d .device/whl diffusers==0.42.1 ftfy==6.3.1 wcwidth importlib_metadata
+  -d .device/whl diffusers==0.42.1 ftfy==6.3.1 wcwidth importlib_metadata \
+  mmgp==3.8.2 optimum-quanto==0.2.7
 du -sh .device
 echo "carry [\".device\"] and run: bash scripts/device_run.sh checks   (then: bench)"
