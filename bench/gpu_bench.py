@@ -203,16 +203,17 @@ def build_model(tiny: bool, device, force_fallback: bool):
 
     def inputs(tokens: int, dev):
         w, h, f = TOKENS[tokens]
+        # device="cpu" throughout: mmgp makes cuda torch's default device.
         g = torch.Generator(device="cpu").manual_seed(tokens)
-        text = torch.randn(1, 512, cfg["text_dim"], generator=g).to(dev, torch.bfloat16)
+        text = torch.randn(1, 512, cfg["text_dim"], generator=g, device="cpu").to(dev, torch.bfloat16)
         if kind.startswith("diffusers"):
             lat = (f - 1) // 4 + 1
-            hs = torch.randn(1, cfg["in_channels"], lat, h // 8, w // 8, generator=g)
+            hs = torch.randn(1, cfg["in_channels"], lat, h // 8, w // 8, generator=g, device="cpu")
             return (), dict(hidden_states=hs.to(dev, torch.bfloat16),
                             timestep=torch.tensor([500], device=dev),
                             encoder_hidden_states=text, return_dict=False)
-        x = torch.randn(1, tokens, dim, generator=g).to(dev, torch.bfloat16)
-        e = (torch.randn(1, 6, dim, generator=g) * 0.1).to(dev, torch.bfloat16)
+        x = torch.randn(1, tokens, dim, generator=g, device="cpu").to(dev, torch.bfloat16)
+        e = (torch.randn(1, 6, dim, generator=g, device="cpu") * 0.1).to(dev, torch.bfloat16)
         return (x, e, text), {}
 
     return model, kind, inputs

@@ -4,9 +4,11 @@
 #   checks  scripts/gpu_check.sh (CUDA vs host backend, bandwidth, 40 x 670 MiB
 #           pass vs the bound) and scripts/gpu_check_python.py (bit identity,
 #           compile, re-plan, OOM retry, soak)            about 6 minutes
-#   bench   bench/gpu_bench.py (all modes, 24 GB cap)      under 7 minutes
-#   all     `vram bench` (cached for the planner), then checks and bench in one
+#   bench   bench/gpu_bench.py (all modes, 24 GB cap)      under 7 minutes;
+#           further arguments go to gpu_bench.py (--modes, --budget-s)
+#   all     checks and bench in one
 #           call, each stage cut to fit about 9 minutes in all
+# Each stage first runs `vram bench`, cached for the planner.
 # Results go to $OUT (the device tool brings them back): at most 8 files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,11 +33,11 @@ export PYTHONPATH="/tmp/site:$PWD/python" PYTHONUNBUFFERED=1
 cat "$out/card.txt"
 export VRAM_LIBRARY="$PWD/build-gpu/libvram.so"
 status=0
+start=$SECONDS
+export VRAM_CACHE_DIR=/tmp/vram-cache
+timeout 60 build-gpu/vram bench 2>&1 | tee "$out/vram_bench.log" || status=1
 case "$what" in
 all)
-  start=$SECONDS
-  export VRAM_CACHE_DIR=/tmp/vram-cache
-  timeout 60 build-gpu/vram bench 2>&1 | tee "$out/vram_bench.log" || status=1
   BUILD_DIR=build-gpu timeout 150 bash scripts/gpu_check.sh 2>&1 | tee "$out/gpu_check.log" || status=1
   timeout 150 python3 scripts/gpu_check_python.py 2>&1 | tee "$out/gpu_check_python.log" || status=1
   left=$((520 - (SECONDS - start)))
@@ -47,7 +49,8 @@ checks)
   timeout 200 python3 scripts/gpu_check_python.py 2>&1 | tee "$out/gpu_check_python.log" || status=1
   ;;
 bench)
-  timeout 420 python3 bench/gpu_bench.py --out "$out/gpu-bench" 2>&1 | tee "$out/gpu_bench.log" || status=1
+  shift
+  timeout 420 python3 bench/gpu_bench.py --out "$out/gpu-bench" "$@" 2>&1 | tee "$out/gpu_bench.log" || status=1
   ;;
 *)
   echo "usage: device_run.sh all|checks|bench" >&2
