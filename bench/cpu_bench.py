@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """CPU benchmarks of libvram + genesis, and docs/BENCHMARKS.md from them.
 
-    python bench/cpu_bench.py [--build build] [--runs 3] [--gpu-results out/gpu-bench/results.json]
+    python bench/cpu_bench.py [--build build] [--runs 3] [--gpu docs/gpu/2026-11-27-h100]
+    python bench/cpu_bench.py --from-json --gpu docs/gpu/2026-11-27-h100   # no re-measuring
 
 Measures, on any machine:
   1. the C benchmark programs (built with `cmake --build BUILD --target
@@ -14,8 +15,9 @@ Measures, on any machine:
      (genesis.wan.runner.WanGenerator) without swapping, with the automatic
      plan, and with every block streamed (manual);
 then writes docs/BENCHMARKS.md (tables, machine, date, commands) and
-docs/benchmarks_cpu.png. GPU rows come from --gpu-results (bench/gpu_bench.py
-output) when given, else they are marked pending.
+docs/benchmarks_cpu.png. The GPU section comes from --gpu (stored runs of
+bench/gpu_bench.py, rendered by bench/gpu_report.py, with docs/benchmarks_gpu.png)
+when given, else it is marked pending.
 """
 
 from __future__ import annotations
@@ -262,52 +264,50 @@ def plot(data: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def gpu_section(path: Path | None) -> list[str]:
-    if path is None or not path.exists():
-        return [
-            "## GPU (pending a GPU run)",
-            "",
-            "**No GPU row below has been measured yet.** `bench/gpu_bench.py` is ready and runs",
-            "unmodified on one CUDA GPU (torch ≥ 2.x; diffusers optional) in under 8 minutes:",
-            "",
-            "```sh",
-            "cmake -S . -B build -G Ninja && cmake --build build -j   # libvram.so",
-            "python bench/gpu_bench.py --out out/gpu-bench            # results.json + results.md",
-            "python bench/cpu_bench.py --gpu-results out/gpu-bench/results.json  # this page",
-            "```",
-            "",
-            "What it measures, under a 24 GB cap (`torch.cuda.set_per_process_memory_fraction`, and",
-            "genesis planned for 24 GB), for one forward of a Wan-14B-shaped transformer (diffusers'",
-            "WanTransformer3DModel with the 14B config and random bf16 weights; without diffusers,",
-            "40 self-contained Wan blocks with the exact 14B shapes) at 4,590 and 32,760 tokens:",
-            "",
-            "| mode | what | 4,590 tokens | 32,760 tokens |",
-            "|---|---|---|---|",
-            "| ceiling | all resident, no cap | pending | pending |",
-            "| genesis | automatic plan | pending | pending |",
-            "| genesis-sync | enable_cuda_optimization=False | pending | pending |",
-            "| legacy | kijai's WanVideoBlockSwap, non_blocking + prefetch 1 | pending | pending |",
-            "| legacy-default | kijai's defaults (blocking) | pending | pending |",
-            "| diffusers-group | group offloading, block_level, 1 block/group, streams | pending | pending |",
-            "| mmgp | HighRAM_LowVRAM profile, when mmgp is installed | pending | pending |",
-            "",
-            "Per cell: median of ≥ 3 forwards after a warm-up, peak VRAM (device-wide), host RSS,",
-            "pinned bytes, bytes streamed, and the bound max(all-resident time, streamed bytes /",
-            "measured pinned bandwidth). The reference numbers measured earlier by hand on an H100",
-            "(docs in /work/shared/reference/wan-and-gpu-numbers.md, not this harness): all resident",
-            "0.214 s / 2.763 s; a pipelined prototype 0.515 s / 2.777 s; the bound 0.520 s / 2.763 s.",
-            "",
-        ]
-    doc = json.loads(path.read_text())
-    sys.path.insert(0, str(ROOT / "bench"))
-    from gpu_bench import markdown  # same table as the GPU run wrote
+def gpu_section(path: Path | None, png: Path) -> list[str]:
+    """From stored GPU runs (bench/gpu_report.py), else what is pending."""
+    if path is not None and path.exists():
+        sys.path.insert(0, str(ROOT / "bench"))
+        from gpu_report import section
 
-    body = markdown(doc).splitlines()
-    return ["## GPU", "", f"From `{path}`:", ""] + ["#" + l if l.startswith("# ") else l
-                                                      for l in body] + [""]
+        return section(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path, png)
+    return [
+        "## GPU (pending a GPU run)",
+        "",
+        "**No GPU row below has been measured yet.** `bench/gpu_bench.py` is ready and runs",
+        "unmodified on one CUDA GPU (torch ≥ 2.x; diffusers optional) in under 8 minutes:",
+        "",
+        "```sh",
+        "cmake -S . -B build -G Ninja && cmake --build build -j   # libvram.so",
+        "python bench/gpu_bench.py --out out/gpu-bench            # results.json + results.md",
+        "python bench/cpu_bench.py --from-json --gpu out/gpu-bench/results.json  # this page",
+        "```",
+        "",
+        "What it measures, under a 24 GB cap (`torch.cuda.set_per_process_memory_fraction`, and",
+        "genesis planned for 24 GB), for one forward of a Wan-14B-shaped transformer (diffusers'",
+        "WanTransformer3DModel with the 14B config and random bf16 weights; without diffusers,",
+        "40 self-contained Wan blocks with the exact 14B shapes) at 4,590 and 32,760 tokens:",
+        "",
+        "| mode | what | 4,590 tokens | 32,760 tokens |",
+        "|---|---|---|---|",
+        "| ceiling | all resident, no cap | pending | pending |",
+        "| genesis | automatic plan | pending | pending |",
+        "| genesis-sync | enable_cuda_optimization=False | pending | pending |",
+        "| legacy | kijai's WanVideoBlockSwap, non_blocking + prefetch 1 | pending | pending |",
+        "| legacy-default | kijai's defaults (blocking) | pending | pending |",
+        "| diffusers-group | group offloading, block_level, 1 block/group, streams | pending | pending |",
+        "| mmgp | HighRAM_LowVRAM profile, when mmgp is installed | pending | pending |",
+        "",
+        "Per cell: median of ≥ 3 forwards after a warm-up, peak VRAM (device-wide), host RSS,",
+        "pinned bytes, bytes streamed, and the bound max(all-resident time, streamed bytes /",
+        "measured pinned bandwidth). The reference numbers measured earlier by hand on an H100",
+        "(docs in /work/shared/reference/wan-and-gpu-numbers.md, not this harness): all resident",
+        "0.214 s / 2.763 s; a pipelined prototype 0.515 s / 2.777 s; the bound 0.520 s / 2.763 s.",
+        "",
+    ]
 
 
-def write_doc(data: dict[str, Any], png: bool, gpu_results: Path | None, out: Path) -> None:
+def write_doc(data: dict[str, Any], png: bool, gpu: Path | None, out: Path) -> None:
     m, e, lay = data["machine"], data["engine"], data["layout"]
     b = data.get("blockswap", {})
     L = [
@@ -397,7 +397,7 @@ def write_doc(data: dict[str, Any], png: bool, gpu_results: Path | None, out: Pa
         L.append(f"\nFirst run (model build/load included): {data['tiny_wan'][0]['first_run_s']:.1f} s.")
     if png:
         L += ["", "![CPU benchmarks](benchmarks_cpu.png)", ""]
-    L += [""] + gpu_section(gpu_results)
+    L += [""] + gpu_section(gpu, out.parent / "benchmarks_gpu.png")
     out.write_text("\n".join(L) + "\n")
 
 
@@ -405,11 +405,21 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=str(ROOT / "build"), help="CMake build folder")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--gpu-results", default="", help="results.json of bench/gpu_bench.py")
+    ap.add_argument("--gpu", default="",
+                    help="stored GPU runs: a session folder (run*/results.json) or a results.json")
+    ap.add_argument("--from-json", action="store_true",
+                    help="no measuring: rewrite the page from the CPU numbers in --json")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     ap.add_argument("--json", default=str(ROOT / "docs" / "benchmarks_cpu.json"))
     ap.add_argument("--skip-wan", action="store_true", help="no tiny-Wan generations")
     a = ap.parse_args(argv)
+    doc = Path(a.doc)
+    gpu = Path(a.gpu).resolve() if a.gpu else None
+    if a.from_json:
+        data = json.loads(Path(a.json).read_text())
+        write_doc(data, (doc.parent / "benchmarks_cpu.png").exists(), gpu, doc)
+        log(f"wrote {doc} from {a.json}")
+        return 0
     build = Path(a.build).resolve()
     data: dict[str, Any] = {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
                             "machine": machine(), "runs": a.runs}
@@ -417,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     rel = os.path.relpath(build, ROOT)
     data["commands"] = cmds and [c.replace(str(build), rel).replace(str(ROOT), ".") for c in cmds]
     data["commands"] += [f"{rel}/bench_engine", f"{rel}/bench_plan", f"{rel}/bench_layout",
-                         f"python bench/cpu_bench.py --build {rel} --runs {a.runs}"
-                         + (f" --gpu-results {a.gpu_results}" if a.gpu_results else "")]
+                         f"python bench/cpu_bench.py --build {rel} --runs {a.runs}"]
     data["engine"] = parse_engine(run_c_bench(build, "bench_engine"))
     data["plan"] = parse_plan(run_c_bench(build, "bench_plan"))
     data["layout"] = parse_layout(run_c_bench(build, "bench_layout"))
@@ -428,10 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     log(f"blockswap overhead: {time.perf_counter() - t:.1f} s")
     if not a.skip_wan:
         data["tiny_wan"] = tiny_wan(a.runs)
-    doc = Path(a.doc)
     png = plot(data, doc.parent / "benchmarks_cpu.png")
     Path(a.json).write_text(json.dumps(data, indent=2))
-    write_doc(data, png, Path(a.gpu_results) if a.gpu_results else None, doc)
+    write_doc(data, png, gpu, doc)
     log(f"wrote {doc}" + (f" and {doc.parent / 'benchmarks_cpu.png'}" if png else ""))
     return 0
 
