@@ -264,9 +264,14 @@ static const char *tier_name(int tier) {
     return tier >= 0 && tier <= VRAM_TIER_DISK ? names[tier] : "unknown";
 }
 
-static void add_summary(cJSON *o, const vram_plan_summary *s) {
-#define NUM(field) cJSON_AddNumberToObject(o, #field, (double)s->field)
-#define BOOL(field) cJSON_AddBoolToObject(o, #field, s->field)
+/* cJSON_Add* return NULL when out of memory: every add is checked, so the
+ * JSON is either complete or not produced. */
+#define ADD(call) (ok = ((call) != NULL) && ok)
+
+static bool add_summary(cJSON *o, const vram_plan_summary *s) {
+    bool ok = true;
+#define NUM(field) ADD(cJSON_AddNumberToObject(o, #field, (double)s->field))
+#define BOOL(field) ADD(cJSON_AddBoolToObject(o, #field, s->field))
     BOOL(manual);
     BOOL(fits);
     NUM(block_count);
@@ -306,11 +311,13 @@ static void add_summary(cJSON *o, const vram_plan_summary *s) {
     NUM(tokens);
 #undef NUM
 #undef BOOL
+    return ok;
 }
 
-static void add_options(cJSON *o, const vram_plan_options *s) {
-#define NUM(field) cJSON_AddNumberToObject(o, #field, (double)s->field)
-#define BOOL(field) cJSON_AddBoolToObject(o, #field, s->field)
+static bool add_options(cJSON *o, const vram_plan_options *s) {
+    bool ok = true;
+#define NUM(field) ADD(cJSON_AddNumberToObject(o, #field, (double)s->field))
+#define BOOL(field) ADD(cJSON_AddBoolToObject(o, #field, s->field))
     NUM(gpu_index);
     NUM(vram_threshold_percent);
     NUM(safety_reserve_percent);
@@ -335,6 +342,7 @@ static void add_options(cJSON *o, const vram_plan_options *s) {
     NUM(disk_gbps);
 #undef NUM
 #undef BOOL
+    return ok;
 }
 
 static int explain_json(const vram_plan *plan, char **out) {
@@ -345,55 +353,60 @@ static int explain_json(const vram_plan *plan, char **out) {
     cJSON *mem = cJSON_AddObjectToObject(root, "hardware");
     cJSON *model = cJSON_AddObjectToObject(root, "model");
     cJSON *blocks = cJSON_AddArrayToObject(root, "blocks");
-    if (!root || !sum || !opts || !mem || !model || !blocks) {
-        cJSON_Delete(root);
-        return vram_fail(VRAM_E_NOMEM, "out of memory building the plan's JSON");
-    }
-    add_summary(sum, &plan->sum);
-    cJSON_AddStringToObject(sum, "arrangement", vram_arrangement_name(plan->arrangement));
-    cJSON_AddNumberToObject(sum, "block_phase_peak_bytes", (double)plan->block_peak_bytes);
-    cJSON_AddNumberToObject(sum, "embedding_phase_peak_bytes", (double)plan->early_peak_bytes);
-    cJSON_AddNumberToObject(sum, "predicted_step_ms",
-                            plan->sum.predicted_forward_ms * plan->opts.passes_per_step);
-    add_options(opts, &plan->opts);
-    cJSON_AddStringToObject(mem, "gpu_name", m->gpu_name);
-    cJSON_AddBoolToObject(mem, "gpu_simulated", m->gpu_simulated);
-    cJSON_AddNumberToObject(mem, "bf16_tflops", m->bf16_tflops);
-    cJSON_AddBoolToObject(mem, "tflops_known", m->tflops_known);
-    cJSON_AddNumberToObject(mem, "pinned_gbps", m->pinned_gbps);
-    cJSON_AddNumberToObject(mem, "pageable_gbps", m->pageable_gbps);
-    cJSON_AddNumberToObject(mem, "disk_gbps", m->disk_gbps);
-    cJSON_AddBoolToObject(mem, "bandwidth_known", m->bandwidth_known);
-    cJSON_AddBoolToObject(mem, "dram_known", m->dram_known);
-    cJSON_AddNumberToObject(mem, "dram_total_bytes", (double)m->dram_total_bytes);
-    cJSON_AddNumberToObject(mem, "dram_available_bytes", (double)m->dram_available_bytes);
-    cJSON_AddBoolToObject(mem, "dram_cgroup", m->dram_cgroup);
-    cJSON_AddBoolToObject(mem, "dram_simulated", m->dram_simulated);
-    cJSON_AddStringToObject(model, "name", plan->model_name);
-    cJSON_AddNumberToObject(model, "dim", plan->dim);
-    cJSON_AddNumberToObject(model, "ffn_dim", plan->ffn_dim);
-    cJSON_AddBoolToObject(model, "dim_estimated", plan->dim_estimated);
-    cJSON_AddNumberToObject(model, "rest_bytes", (double)plan->rest_total_bytes);
+    if (!root || !sum || !opts || !mem || !model || !blocks)
+        goto out_of_memory;
+    bool ok = add_summary(sum, &plan->sum);
+    ADD(cJSON_AddStringToObject(sum, "arrangement", vram_arrangement_name(plan->arrangement)));
+    ADD(cJSON_AddNumberToObject(sum, "block_phase_peak_bytes", (double)plan->block_peak_bytes));
+    ADD(cJSON_AddNumberToObject(sum, "embedding_phase_peak_bytes",
+                                (double)plan->early_peak_bytes));
+    ADD(cJSON_AddNumberToObject(sum, "predicted_step_ms",
+                                plan->sum.predicted_forward_ms * plan->opts.passes_per_step));
+    ok = add_options(opts, &plan->opts) && ok;
+    ADD(cJSON_AddStringToObject(mem, "gpu_name", m->gpu_name));
+    ADD(cJSON_AddBoolToObject(mem, "gpu_simulated", m->gpu_simulated));
+    ADD(cJSON_AddNumberToObject(mem, "bf16_tflops", m->bf16_tflops));
+    ADD(cJSON_AddBoolToObject(mem, "tflops_known", m->tflops_known));
+    ADD(cJSON_AddNumberToObject(mem, "pinned_gbps", m->pinned_gbps));
+    ADD(cJSON_AddNumberToObject(mem, "pageable_gbps", m->pageable_gbps));
+    ADD(cJSON_AddNumberToObject(mem, "disk_gbps", m->disk_gbps));
+    ADD(cJSON_AddBoolToObject(mem, "bandwidth_known", m->bandwidth_known));
+    ADD(cJSON_AddBoolToObject(mem, "dram_known", m->dram_known));
+    ADD(cJSON_AddNumberToObject(mem, "dram_total_bytes", (double)m->dram_total_bytes));
+    ADD(cJSON_AddNumberToObject(mem, "dram_available_bytes", (double)m->dram_available_bytes));
+    ADD(cJSON_AddBoolToObject(mem, "dram_cgroup", m->dram_cgroup));
+    ADD(cJSON_AddBoolToObject(mem, "dram_simulated", m->dram_simulated));
+    ADD(cJSON_AddStringToObject(model, "name", plan->model_name));
+    ADD(cJSON_AddNumberToObject(model, "dim", plan->dim));
+    ADD(cJSON_AddNumberToObject(model, "ffn_dim", plan->ffn_dim));
+    ADD(cJSON_AddBoolToObject(model, "dim_estimated", plan->dim_estimated));
+    ADD(cJSON_AddNumberToObject(model, "rest_bytes", (double)plan->rest_total_bytes));
     for (int i = 0; i < plan->sum.block_count; i++) {
         const vram_block_plan *bp = &plan->blocks[i];
         cJSON *b = cJSON_CreateObject();
         if (!b || !cJSON_AddItemToArray(blocks, b)) {
             cJSON_Delete(b);
-            cJSON_Delete(root);
-            return vram_fail(VRAM_E_NOMEM, "out of memory building the plan's JSON");
+            ok = false;
+            break;
         }
-        cJSON_AddNumberToObject(b, "block", bp->block);
-        cJSON_AddStringToObject(b, "group", plan->vace[i] ? "vace" : "blocks");
-        cJSON_AddStringToObject(b, "placement",
-                                bp->placement == VRAM_PLACE_STREAMED ? "streamed" : "resident");
-        cJSON_AddStringToObject(b, "tier", tier_name(bp->tier));
-        cJSON_AddNumberToObject(b, "slot", bp->slot);
-        cJSON_AddNumberToObject(b, "copy_ms", bp->copy_ms);
-        cJSON_AddNumberToObject(b, "compute_ms", bp->compute_ms);
-        cJSON_AddNumberToObject(b, "predicted_copy_start_ms", bp->predicted_copy_start_ms);
-        cJSON_AddNumberToObject(b, "predicted_compute_start_ms", bp->predicted_compute_start_ms);
+        ADD(cJSON_AddNumberToObject(b, "block", bp->block));
+        ADD(cJSON_AddStringToObject(b, "group", plan->vace[i] ? "vace" : "blocks"));
+        ADD(cJSON_AddStringToObject(b, "placement", bp->placement == VRAM_PLACE_STREAMED
+                                                        ? "streamed"
+                                                        : "resident"));
+        ADD(cJSON_AddStringToObject(b, "tier", tier_name(bp->tier)));
+        ADD(cJSON_AddNumberToObject(b, "slot", bp->slot));
+        ADD(cJSON_AddNumberToObject(b, "copy_ms", bp->copy_ms));
+        ADD(cJSON_AddNumberToObject(b, "compute_ms", bp->compute_ms));
+        ADD(cJSON_AddNumberToObject(b, "predicted_copy_start_ms", bp->predicted_copy_start_ms));
+        ADD(cJSON_AddNumberToObject(b, "predicted_compute_start_ms",
+                                    bp->predicted_compute_start_ms));
     }
-    return vram_json_print(root, true, true, "the plan's JSON", out);
+    if (ok)
+        return vram_json_print(root, true, true, "the plan's JSON", out);
+out_of_memory:
+    cJSON_Delete(root);
+    return vram_fail(VRAM_E_NOMEM, "out of memory building the plan's JSON");
 }
 
 int vram_plan_explain(const vram_plan *plan, int format, char **out) {
