@@ -246,7 +246,7 @@ int vram_bench_load(const char *gpu_uuid, vram_bandwidth_result *out) {
         return vram_fail(st, "no bandwidth measured for %s (%s)", gpu_uuid, path);
     if (st)
         return st;
-    cJSON *o = cJSON_ParseWithLength(text, n);
+    cJSON *o = vram_json_parse(text, n, NULL);
     free(text);
     vram_bandwidth_result r;
     memset(&r, 0, sizeof r);

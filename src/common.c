@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,15 @@ int vram_json_print(cJSON *root, bool complete, bool pretty, const char *what, c
     *out = text ? strdup(text) : NULL;
     cJSON_free(text);
     return *out ? VRAM_OK : vram_fail(VRAM_E_NOMEM, "out of memory building %s", what);
+}
+
+static pthread_mutex_t json_parse_lock = PTHREAD_MUTEX_INITIALIZER;
+
+cJSON *vram_json_parse(const char *text, size_t len, const char **end) {
+    pthread_mutex_lock(&json_parse_lock);
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, end, false);
+    pthread_mutex_unlock(&json_parse_lock);
+    return root;
 }
 
 int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what) {

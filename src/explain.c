@@ -354,7 +354,7 @@ static int explain_json(const vram_plan *plan, char **out) {
     cJSON *model = cJSON_AddObjectToObject(root, "model");
     cJSON *blocks = cJSON_AddArrayToObject(root, "blocks");
     if (!root || !sum || !opts || !mem || !model || !blocks)
-        goto out_of_memory;
+        return vram_json_print(root, false, true, "the plan's JSON", out);
     bool ok = add_summary(sum, &plan->sum);
     ADD(cJSON_AddStringToObject(sum, "arrangement", vram_arrangement_name(plan->arrangement)));
     ADD(cJSON_AddNumberToObject(sum, "block_phase_peak_bytes", (double)plan->block_peak_bytes));
@@ -402,11 +402,7 @@ static int explain_json(const vram_plan *plan, char **out) {
         ADD(cJSON_AddNumberToObject(b, "predicted_compute_start_ms",
                                     bp->predicted_compute_start_ms));
     }
-    if (ok)
-        return vram_json_print(root, true, true, "the plan's JSON", out);
-out_of_memory:
-    cJSON_Delete(root);
-    return vram_fail(VRAM_E_NOMEM, "out of memory building the plan's JSON");
+    return vram_json_print(root, ok, true, "the plan's JSON", out);
 }
 
 int vram_plan_explain(const vram_plan *plan, int format, char **out) {

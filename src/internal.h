@@ -61,6 +61,11 @@ int vram_strbuf_finish(vram_strbuf *b, char **out);
 struct cJSON;
 int vram_json_print(struct cJSON *root, bool complete, bool pretty, const char *what, char **out);
 
+/* cJSON_ParseWithLengthOpts (no null terminator needed; `end`, if not NULL,
+ * gets where parsing stopped or failed), serialised: cJSON writes every
+ * parse's error position to a global, which concurrent parses race on. */
+struct cJSON *vram_json_parse(const char *text, size_t len, const char **end);
+
 /* pread of exactly `n` bytes at `off` (retries short reads and EINTR);
  * VRAM_E_IO naming `what` and the offset otherwise. */
 int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what);

@@ -118,7 +118,7 @@ static int parse_entry(vram_layout *L, const cJSON *e, uint64_t data_start, uint
 int safetensors_parse_json(vram_layout *L, const char *json, size_t len, uint64_t data_start,
                            uint64_t data_size, int file_index, const char *source) {
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+    cJSON *root = vram_json_parse(json, len, &end);
     if (!root) {
         size_t at = end ? (size_t)(end - json) : 0;
         return vram_fail(VRAM_E_FORMAT, "%s: header is not valid JSON (error at byte %zu of %zu)",
@@ -335,7 +335,7 @@ static int open_index(vram_layout *L, const char *path) {
     int st = vram_read_file(path, SAFETENSORS_MAX_HEADER, &text, &len);
     if (st)
         return st;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    cJSON *root = vram_json_parse(text, len, NULL);
     free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
