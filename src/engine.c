@@ -520,24 +520,22 @@ static void note_peak(vram_engine *eng) {
         eng->peak_slots = n;
 }
 
-/* Keeps the next min(K, streamed) blocks of the order in slots. */
+/* Keeps the next min(K, streamed) blocks of the order in slots (async
+ * copies only), then records the peak of slots in use: every change of
+ * slot occupancy ends here. */
 static int prefetch(vram_engine *eng) {
-    if (!eng->async || eng->m == 0)
-        return VRAM_OK;
-    int w = window(eng);
-    for (int i = 0; i < w; i++) {
+    int st = VRAM_OK, w = eng->async && eng->m > 0 ? window(eng) : 0;
+    for (int i = 0; i < w && st == VRAM_OK; i++) {
         int b = eng->seq[(eng->cons + i) % eng->m];
         if (eng->blocks[b].slot >= 0)
             continue;
         int r = pick_slot(eng, false);
         if (r < 0)
             break;
-        int st = issue_copy(eng, b, r, NULL);
-        if (st)
-            return st;
+        st = issue_copy(eng, b, r, NULL);
     }
     note_peak(eng);
-    return VRAM_OK;
+    return st;
 }
 
 /* ---------------------------------------------------------------- */
@@ -1073,7 +1071,6 @@ static int acquire_locked(vram_engine *eng, int block, void *stream, uint64_t *a
             if (bl->pos >= 0)
                 eng->cons = (bl->pos + 1) % eng->m;
             st = prefetch(eng);
-            note_peak(eng);
         }
         if (st == VRAM_OK)
             st = o->stream_wait(eng->be, stream, eng->slots[bl->slot].copied);
