@@ -465,6 +465,18 @@ VRAM_API int vram_plan_get_summary(const vram_plan *plan, vram_plan_summary *out
 VRAM_API int vram_plan_block(const vram_plan *plan, int block, vram_block_plan *out);
 VRAM_API int vram_plan_get_options(const vram_plan *plan, vram_plan_options *out);
 
+/* After an out-of-memory error: a new plan of `layout` on `hw` (those
+ * `current` was made from) that streams more blocks than `current`, from
+ * its options. Auto mode first lowers vram_threshold_percent by 10 (not
+ * below 10); when that streams no more, or in manual mode, it plans
+ * manually with blocks_to_swap = the main blocks `current` streams +
+ * ceil(block_count / 8), at most all main blocks, and the VACE blocks it
+ * streams. vram_plan_get_options on the new plan says what changed.
+ * VRAM_E_DOES_NOT_FIT when nothing more can stream (or the planner's error
+ * for the manual count); *out is left untouched on any failure. */
+VRAM_API int vram_plan_stream_more(const vram_plan *current, const vram_layout *layout,
+                                   const vram_hw *hw, vram_plan **out);
+
 typedef enum vram_explain_format {
     VRAM_EXPLAIN_ZH = 0,  /* the seed's debug log, in Chinese */
     VRAM_EXPLAIN_EN = 1,  /* the same in English */

@@ -794,3 +794,66 @@ int vram_plan_get_options(const vram_plan *plan, vram_plan_options *out) {
     *out = plan->opts;
     return VRAM_OK;
 }
+
+/* ------------------------------------------------------------------ */
+/* vram_plan_stream_more                                               */
+/* ------------------------------------------------------------------ */
+
+int vram_plan_stream_more(const vram_plan *current, const vram_layout *layout, const vram_hw *hw,
+                          vram_plan **out) {
+    if (!current || !layout || !hw || !out)
+        return vram_fail(VRAM_E_INVALID,
+                         "vram_plan_stream_more: current, layout, hw and out must be non-NULL");
+    const vram_plan_summary *s = &current->sum;
+    vram_layout_info info;
+    memset(&info, 0, sizeof info);
+    info.size = sizeof info;
+    int st = vram_layout_get_info(layout, &info);
+    if (st)
+        return st;
+    if (info.block_count != s->block_count)
+        return vram_fail(VRAM_E_INVALID,
+                         "vram_plan_stream_more: the layout has %d blocks, the plan %d; pass the "
+                         "layout the plan was made from",
+                         info.block_count, s->block_count);
+    if (s->streamed_count >= s->block_count)
+        return vram_fail(VRAM_E_DOES_NOT_FIT,
+                         "all %d blocks already stream: nothing more can leave the GPU",
+                         s->block_count);
+
+    vram_plan_options o = current->opts;
+    vram_plan *next = NULL;
+    if (o.auto_hardware_tuning && o.vram_threshold_percent > 10) {
+        /* A lower cap keeps the planner's own choice of count and slots. */
+        o.vram_threshold_percent = fmax(10, o.vram_threshold_percent - 10);
+        if (vram_plan_create(layout, hw, &o, &next) == VRAM_OK &&
+            next->sum.streamed_count > s->streamed_count) {
+            *out = next;
+            return VRAM_OK;
+        }
+        vram_plan_free(next);
+        o = current->opts;
+    }
+
+    int n_vace = 0;
+    for (int i = 0; i < s->block_count; i++)
+        n_vace += current->vace[i];
+    int n_main = s->block_count - n_vace;
+    int main_streamed = s->streamed_count - s->vace_streamed_count;
+    if (main_streamed >= n_main)
+        return vram_fail(VRAM_E_DOES_NOT_FIT,
+                         "all %d main blocks already stream (and %d of %d VACE blocks)%s: nothing "
+                         "more can leave the GPU",
+                         n_main, s->vace_streamed_count, n_vace,
+                         o.auto_hardware_tuning ? ", and lowering vram_threshold_percent (floor "
+                                                  "10) streams no more"
+                                                : "; vace_blocks_to_swap can stream more");
+    int step = (s->block_count + 7) / 8;
+    o.auto_hardware_tuning = false;
+    o.blocks_to_swap = main_streamed + step < n_main ? main_streamed + step : n_main;
+    o.vace_blocks_to_swap = s->vace_streamed_count;
+    if ((st = vram_plan_create(layout, hw, &o, &next)))
+        return st;
+    *out = next;
+    return VRAM_OK;
+}

@@ -598,32 +598,21 @@ class BlockSwap:
             self.engine.set_order(order)  # the blocks' execution order, as timed
 
     def _stream_more(self, error: BaseException) -> bool:
-        """After an out-of-memory error: plan with more streamed blocks (lower
-        threshold in auto mode, more blocks_to_swap in manual mode) and
-        rebuild. False when nothing more can stream."""
+        """After an out-of-memory error: rebuild with a plan that streams more
+        blocks (libvram's policy: vram_plan_stream_more). False when nothing
+        more can stream."""
         if self.oom_retries >= self.max_oom_retries or not self.active:
-            return False
-        s = self.plan.summary()
-        n, current = s["block_count"], s["streamed_count"]
-        if current >= self.packing.main_count:
             return False
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        plan: Plan | None = None
-        if self.plan_kwargs.get("auto_hardware_tuning", True):
-            thr = float(self.plan_kwargs.get("vram_threshold_percent", 50.0))
-            if thr > 10:
-                try:
-                    plan = self._replan(vram_threshold_percent=max(10.0, thr - 10.0))
-                except VramError:
-                    plan = None
-        if plan is None or plan.summary()["streamed_count"] <= current:
-            step = max(1, -(-n // 8))
-            try:
-                plan = self._replan(auto_hardware_tuning=False,
-                                    blocks_to_swap=min(self.packing.main_count, current + step))
-            except VramError:
-                return False
+        try:
+            plan = self.plan.stream_more()
+        except VramError as e:
+            logger.warning("genesis block swap: out of memory, and no plan streams more: %s", e)
+            return False
+        current = self.plan.summary()["streamed_count"]
+        old = self.plan.options()
+        self.plan_kwargs.update({k: v for k, v in plan.options().items() if old.get(k) != v})
         self.oom_retries += 1
         new = plan.summary()["streamed_count"]
         msg = (f"genesis block swap: out of memory in a forward ({str(error).splitlines()[0]}); "

@@ -130,6 +130,19 @@ def test_does_not_fit_names_numbers() -> None:
         vram.Plan.create(L, hw, auto_hardware_tuning=False, blocks_to_swap=1)
 
 
+def test_stream_more() -> None:
+    L = vram.Layout.from_blocks([1 << 20] * 9, 4096, 0)
+    p = vram.Plan.create(L, _small_hw(), auto_hardware_tuning=False, blocks_to_swap=3,
+                         width=16, height=16, frames=1)
+    more = p.stream_more()
+    assert more.summary()["streamed_count"] == 5  # 3 + ceil(9/8)
+    assert more.options()["blocks_to_swap"] == 5 and more.layout is L
+    last = more.stream_more().stream_more()
+    assert last.summary()["streamed_count"] == 9
+    with pytest.raises(vram.DoesNotFit, match="all 9 blocks already stream"):
+        last.stream_more()
+
+
 def test_engine_round_trip_host_backend() -> None:
     L = vram.Layout.from_blocks([4096] * 4, 0, 0)
     p = vram.Plan.create(L, _small_hw(), auto_hardware_tuning=False, blocks_to_swap=2,

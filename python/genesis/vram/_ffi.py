@@ -455,6 +455,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "vram_plan_get_summary": (c_int, [_P, POINTER(PlanSummary)]),
     "vram_plan_block": (c_int, [_P, c_int, POINTER(BlockPlan)]),
     "vram_plan_get_options": (c_int, [_P, POINTER(PlanOptions)]),
+    "vram_plan_stream_more": (c_int, [_P, _P, _P, _PP]),
     "vram_plan_explain": (c_int, [_P, c_int, POINTER(c_void_p)]),
     "vram_engine_options_init": (None, [POINTER(EngineOptions)]),
     "vram_engine_create": (c_int, [_P, _P, POINTER(EngineOptions), _PP]),

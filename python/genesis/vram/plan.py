@@ -57,6 +57,15 @@ class Plan(Handle):
                                         ctypes.byref(h)), "vram_plan_create")
         return cls(h.value or 0, layout, hw)
 
+    def stream_more(self) -> Plan:
+        """A plan of the same layout and hardware streaming more blocks (the
+        out-of-memory retry policy of vram_plan_stream_more); DoesNotFit
+        when nothing more can stream. Its options() say what changed."""
+        h = ctypes.c_void_p()
+        check(_ffi.lib.vram_plan_stream_more(self.handle, self.layout.handle, self.hw.handle,
+                                             ctypes.byref(h)), "vram_plan_stream_more")
+        return type(self)(h.value or 0, self.layout, self.hw)
+
     def summary(self) -> dict[str, Any]:
         s = _ffi.PlanSummary.new()
         check(_ffi.lib.vram_plan_get_summary(self.handle, ctypes.byref(s)),
