@@ -34,6 +34,13 @@ static inline uint64_t vram_align_up(uint64_t n) {
  * The planner reserves the same number. */
 static inline int vram_staging_buffers(int copy_streams) { return copy_streams > 1 ? 2 : 1; }
 
+/* The DRAM this process can have: MemTotal, or the cgroup limit when one
+ * applies and is lower (stats and the planner both count from this). */
+static inline uint64_t vram_dram_usable_total(const vram_dram_info *d) {
+    return d->cgroup_known && d->cgroup_limit_bytes < d->total_bytes ? d->cgroup_limit_bytes
+                                                                     : d->total_bytes;
+}
+
 /* Checks a versioned struct: non-NULL and size at least `min`. */
 #define VRAM_CHECK_STRUCT(p, type)                                                     \
     do {                                                                               \

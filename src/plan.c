@@ -425,9 +425,7 @@ static void read_dram(const vram_hw *hw, vram_plan_memory *m) {
     m->dram_known = true;
     m->dram_cgroup = di.cgroup_known;
     m->dram_simulated = di.simulated;
-    m->dram_total_bytes = di.total_bytes;
-    if (di.cgroup_known && di.cgroup_limit_bytes && di.cgroup_limit_bytes < di.total_bytes)
-        m->dram_total_bytes = di.cgroup_limit_bytes;
+    m->dram_total_bytes = vram_dram_usable_total(&di);
     /* The probe already limits "available" to what the cgroup leaves. */
     m->dram_available_bytes = di.available_bytes;
 }

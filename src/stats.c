@@ -40,11 +40,8 @@ int vram_memory_stats_get(const vram_hw *hw, int gpu, vram_memory_stats *out) {
     if (st)
         return st;
     if (d.meminfo_known) {
-        /* Under a cgroup limit the process can have at most the limit, so
-         * total is min(MemTotal, limit) and used is what the group holds. */
-        uint64_t total = d.total_bytes;
-        if (d.cgroup_known && d.cgroup_limit_bytes < total)
-            total = d.cgroup_limit_bytes;
+        /* Used is what the group holds under a cgroup limit. */
+        uint64_t total = vram_dram_usable_total(&d);
         uint64_t avail = d.available_bytes < total ? d.available_bytes : total;
         out->dram_known = true;
         out->dram_total_mb = (double)total / VRAM_MIB;
