@@ -37,10 +37,15 @@ void vram_arrange(int arrangement, int lo, int hi, int count, unsigned char *str
             s = i >= n - count;
         else if (arrangement == VRAM_ARR_FIRST)
             s = i < count;
-        else /* Bresenham: block i streams when the running share crosses an integer;
-                the first block stays resident unless all stream, so the first copy
-                has a resident block to hide behind. */
-            s = (int)((int64_t)(i + 1) * count / n) > (int)((int64_t)i * count / n);
+        else /* Bresenham on the rounded-up share: exactly `count`, evenly spaced;
+                block 0 streams and the last block stays resident (unless all
+                stream). Block 0: under a sync between passes the copy engine idles
+                until the first streamed block's slot frees, which is then one
+                block's compute rather than every block up to it; the cost is one
+                unhidden copy on the very first pass. The resident last block: in
+                back-to-back passes block 0's copy hides behind it (streaming both
+                ends leaves that copy exposed when both share a slot). */
+            s = ((int64_t)(i + 1) * count + n - 1) / n > ((int64_t)i * count + n - 1) / n;
         streamed[lo + i] = s;
     }
 }

@@ -797,7 +797,41 @@ static void test_simulator(void) {
     /* arrangements */
     unsigned char st[10];
     vram_arrange(VRAM_ARR_SPREAD, 0, 10, 5, st);
-    CHECK(!st[0] && st[1] && !st[2] && st[3] && st[9]);
+    CHECK(st[0] && !st[1] && st[2] && !st[3] && st[8] && !st[9]);
+    /* spread, every count of 40 blocks: exact, block 0 streams and the last
+     * stays resident (0 < count < n), gaps between streamed blocks differ by
+     * at most one */
+    unsigned char sp[48];
+    for (int count = 1; count < 40; count++) {
+        vram_arrange(VRAM_ARR_SPREAD, 0, 40, count, sp);
+        int got = 0, prev = -1, min_gap = 40, max_gap = 0;
+        for (int i = 0; i < 40; i++) {
+            if (!sp[i])
+                continue;
+            if (prev >= 0) {
+                min_gap = i - prev < min_gap ? i - prev : min_gap;
+                max_gap = i - prev > max_gap ? i - prev : max_gap;
+            }
+            prev = i;
+            got++;
+        }
+        CHECK_INT(got, count);
+        CHECK(sp[0] && !sp[39]);
+        CHECK(count == 1 || max_gap - min_gap <= 1);
+    }
+    /* compute-bound, 23 of 40 through 2 slots (the last streamed block and
+     * block 0 share a slot): back to back, every copy hides, block 0's behind
+     * the resident last block */
+    vram_arrange(VRAM_ARR_SPREAD, 0, 40, 23, sp);
+    vram_sim_block spread[40];
+    for (int i = 0, ordinal = 0; i < 40; i++)
+        spread[i] = (vram_sim_block){.compute_ms = 10, .dma_ms = sp[i] ? 5 : 0,
+                                     .slot = sp[i] ? ordinal++ % 2 : -1};
+    CHECK_NEAR(vram_simulate(spread, 40, 1, true, NULL, NULL), 400, 1e-9);
+    /* a second group (VACE) is arranged within its own range */
+    memset(sp, 0, sizeof sp);
+    vram_arrange(VRAM_ARR_SPREAD, 40, 48, 3, sp);
+    CHECK(!sp[39] && sp[40] && !sp[41] && sp[42] && sp[45] && !sp[47]);
     vram_arrange(VRAM_ARR_LAST, 0, 10, 3, st);
     CHECK(!st[6] && st[7] && st[9]);
     vram_arrange(VRAM_ARR_FIRST, 0, 10, 3, st);
