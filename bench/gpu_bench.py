@@ -19,6 +19,9 @@ One forward (batch 1, one pass) at 4,590 tokens (544x432, 17 frames) and at
   ceiling          all resident, no cap
   genesis          genesis.blockswap, automatic plan for 24 GB
   genesis-sync     the same with enable_cuda_optimization=False
+  genesis-t90      genesis' automatic plan with vram_threshold_percent=90
+                   (the seed's "Speed Optimized" idea, raising the threshold to
+                   stream less; its preset uses 60): more resident, fewer copies
   legacy           genesis.legacy_blockswap (kijai's WanVideoBlockSwap) at its
                    best setting (use_non_blocking, prefetch_blocks=1) with the
                    same number of swapped blocks as genesis' plan
@@ -31,13 +34,38 @@ Every capped mode runs with torch.cuda.set_per_process_memory_fraction(24 GB);
 genesis is also planned for 24 GB (its engine allocates through the CUDA
 driver, outside torch's allocator, so the device-wide peak is what counts).
 
-Per mode and token count: median of --reps (>= 3) forwards after one warm-up,
-min and max, peak VRAM (device-wide, sampled every 2 ms, minus the baseline
-before the mode; and torch's own peak), host RSS, pinned host bytes, bytes
-streamed per forward, the bound max(all-resident time, streamed bytes /
-measured pinned bandwidth) and the ratio to it, and the largest difference
-from the all-resident output. Writes results.json and results.md under --out
-after every mode (a run cut short keeps what it measured).
+Per mode and token count, after one warm-up forward:
+  median s (median_s, min_s, max_s, times_s)
+                   --reps (>= 3) forwards, each timed from the call to the end
+                   of a device-wide torch.cuda.synchronize() after it. The
+                   sync also waits for copies a forward queued for the next
+                   one (genesis prefetches the next pass's first streamed
+                   blocks into the free slots at the end of a pass), and the
+                   next forward starts with those done and the copy engine
+                   idle until a slot frees: a copy-bound plan takes about
+                   (model head + compute up to the first streamed block) +
+                   all its copies per forward.
+  b2b s (b2b_s)    then --reps more forwards queued back to back, no sync
+                   between them, one at the end: total wall time / reps. What
+                   a sampling loop sees (forwards follow each other without a
+                   device sync), copies running across the pass boundary.
+                   Skipped, with b2b_note, when --budget-s would be overrun.
+  bound s (bound_s), × bound (vs_bound)
+                   max(the ceiling's synced median (resident_s), streamed
+                   bytes per forward / measured pinned bandwidth); median / it.
+  b2b × bound (b2b_vs_bound, b2b_bound_s, resident_b2b_s)
+                   b2b s / max(the ceiling's b2b s (resident_b2b_s), streamed
+                   bytes per forward / measured pinned bandwidth).
+  peak VRAM (device-wide, sampled every 2 ms over all the forwards above,
+  minus the baseline before the mode; and torch's own peaks), host RSS,
+  pinned host bytes, streamed bytes per forward (genesis: the engine's bytes
+  copied over the synced forwards / reps), the largest difference of the last
+  synced forward's output from the all-resident one. genesis' rows also
+  carry its plan and engine stats: compute_wait_ms (time the compute stream
+  waited on copies) and overlap_ratio over the synced forwards,
+  b2b_compute_wait_ms and b2b_overlap_ratio over the back-to-back ones (both
+  totals over --reps forwards). Writes results.json and results.md under
+  --out after every mode (a run cut short keeps what it measured).
 
 Without CUDA it prints why and exits 0 without measuring anything.
 """
@@ -56,6 +84,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,8 +104,8 @@ TINY = dict(WAN14B, num_attention_heads=2, attention_head_dim=32, text_dim=64, f
             num_layers=6, freq_dim=32)
 # In priority order (the time budget cuts from the end); the peers' hooks
 # cannot be removed, so a mode after them gets a freshly built model.
-ALL_MODES = ("ceiling", "genesis", "genesis-sync", "legacy", "diffusers-group", "mmgp",
-             "legacy-default")
+ALL_MODES = ("ceiling", "genesis", "genesis-sync", "genesis-t90", "legacy", "diffusers-group",
+             "mmgp", "legacy-default")
 PEER_MODES = ("diffusers-group", "mmgp")
 
 
@@ -302,10 +331,21 @@ def sync(cuda: bool) -> None:
         torch.cuda.synchronize()
 
 
+@dataclass
+class Timed:
+    times: list[float]  # synced forwards, s each
+    out: Any  # the last synced forward's output, on the CPU
+    b2b_s: float | None = None  # back-to-back total / reps; None: not run
+    b2b_out: Any = None  # the last back-to-back forward's output, on the CPU
+
+
 def timed_forwards(model, args, kwargs, reps: int, cuda: bool,
-                   after_warmup: Callable[[], None] | None = None):
-    """One warm-up forward, then `reps` timed ones. (times_s, output of the
-    last forward)."""
+                   after_warmup: Callable[[], None] | None = None,
+                   before_b2b: Callable[[], None] | None = None,
+                   time_left: Callable[[], float] = lambda: math.inf) -> Timed:
+    """One warm-up forward; `reps` timed ones, each followed by a device-wide
+    sync; then, when `reps` synced medians fit in time_left(), `reps` more
+    queued back to back with one sync at the end (see the module docstring)."""
     import torch
 
     with torch.no_grad():
@@ -319,7 +359,18 @@ def timed_forwards(model, args, kwargs, reps: int, cuda: bool,
             out = model(*args, **kwargs)
             sync(cuda)
             times.append(time.perf_counter() - t)
-    return times, first_tensor(out).float().cpu()
+        res = Timed(times, first_tensor(out).float().cpu())
+        if reps * statistics.median(times) > time_left():
+            return res
+        if before_b2b:
+            before_b2b()
+        t = time.perf_counter()
+        for _ in range(reps):
+            out = model(*args, **kwargs)
+        sync(cuda)
+        res.b2b_s = (time.perf_counter() - t) / reps
+        res.b2b_out = first_tensor(out).float().cpu()
+    return res
 
 
 def pinned_bandwidth_gbps(cuda: bool, mib: int = 1024) -> dict[str, Any]:
@@ -365,7 +416,8 @@ class Bench:
                     else torch.device(a.device))
         self.cap_bytes = int(a.cap_gb * GB)
         self.results: list[dict[str, Any]] = []
-        self.resident_s: dict[int, float] = {}
+        self.resident_s: dict[int, float] = {}  # the ceiling's synced median
+        self.resident_b2b_s: dict[int, float] = {}  # the ceiling's back-to-back time
         self.reference: dict[int, Any] = {}
         self.t_start = time.perf_counter()
         self.out = Path(a.out)
@@ -424,11 +476,19 @@ class Bench:
             torch.cuda.empty_cache()
         self.meta.setdefault("to_cpu_s", round(time.perf_counter() - t, 2))
 
-    def record(self, mode: str, tokens: int, times: list[float] | None, out=None,
+    def time_left(self) -> float:
+        return self.a.budget_s - self.elapsed()
+
+    def diff_vs_resident(self, tokens: int, out) -> float | None:
+        ref = self.reference.get(tokens)
+        return None if ref is None else float((out - ref).abs().max())
+
+    def record(self, mode: str, tokens: int, timed: Timed | None,
                peak: int = 0, baseline: int = 0, streamed: int | None = None,
                pinned: int = 0, note: str = "", extra: dict[str, Any] | None = None,
                error: str = "") -> None:
         r: dict[str, Any] = {"mode": mode, "tokens": tokens, "note": note, "error": error}
+        times = timed.times if timed else None
         if times:
             import torch
 
@@ -443,22 +503,33 @@ class Bench:
             r["pinned_bytes"] = pinned
             r["streamed_bytes_per_forward"] = streamed
             bw = self.meta.get("bandwidth", {}).get("pinned_gbps")
+            copy_s = (streamed or 0) / (bw * GB) if bw else 0.0
             res = self.resident_s.get(tokens)
             if res is not None:
-                copy_s = (streamed or 0) / (bw * GB) if bw else 0.0
                 r["bound_s"] = max(res, copy_s)
                 r["vs_bound"] = med / r["bound_s"] if r["bound_s"] > 0 else None
-            if out is not None:
-                if tokens in self.reference:
-                    r["max_abs_diff_vs_resident"] = float(
-                        (out - self.reference[tokens]).abs().max())
-                r["output_finite"] = bool(torch.isfinite(out).all())
+            if timed.b2b_s is None:
+                r["b2b_note"] = f"back-to-back skipped: time budget {self.a.budget_s:.0f} s"
+            else:
+                r["b2b_s"] = timed.b2b_s
+                res_b2b = self.resident_b2b_s.get(tokens)
+                if res_b2b is not None:
+                    r["resident_b2b_s"] = res_b2b
+                    r["b2b_bound_s"] = max(res_b2b, copy_s)
+                    r["b2b_vs_bound"] = (timed.b2b_s / r["b2b_bound_s"] if r["b2b_bound_s"] > 0
+                                         else None)
+                r["b2b_max_abs_diff_vs_resident"] = self.diff_vs_resident(tokens, timed.b2b_out)
+                r["b2b_output_finite"] = bool(torch.isfinite(timed.b2b_out).all())
+            r["max_abs_diff_vs_resident"] = self.diff_vs_resident(tokens, timed.out)
+            r["output_finite"] = bool(torch.isfinite(timed.out).all())
         if extra:
             r.update(extra)
         self.results.append(r)
         log(f"{mode:16s} {tokens:6d} tokens: " + (
             f"median {r['median_s']:.3f} s"
             + (f", bound {r['bound_s']:.3f} s ({r['vs_bound']:.2f}x)" if r.get("bound_s") else "")
+            + (f", b2b {r['b2b_s']:.3f} s" if "b2b_s" in r else ", b2b skipped")
+            + (f" ({r['b2b_vs_bound']:.2f}x)" if r.get("b2b_vs_bound") else "")
             + (f", peak VRAM {r.get('peak_vram_bytes', 0) / GB:.2f} GB" if self.cuda else "")
             if times else f"skipped/failed: {error or note}"))
         self.write()
@@ -491,19 +562,27 @@ class Bench:
         base = self.reset_device() - (module_bytes(self.model) if self.cuda else 0)
         args, kw = self.inputs(tokens, self.dev)
         with PeakSampler(self.cuda) as ps:
-            times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
-        self.resident_s[tokens] = statistics.median(times)
-        self.reference[tokens] = out
-        self.record("ceiling", tokens, times, out, ps.peak, base, streamed=0,
+            timed = timed_forwards(self.model, args, kw, self.a.reps, self.cuda,
+                                   time_left=self.time_left)
+        self.resident_s[tokens] = statistics.median(timed.times)
+        if timed.b2b_s is not None:
+            self.resident_b2b_s[tokens] = timed.b2b_s
+        self.reference[tokens] = timed.out
+        self.record("ceiling", tokens, timed, ps.peak, base, streamed=0,
                     note="all resident, no cap", extra={"model_bytes": module_bytes(self.model)})
         del args, kw
         if self.cuda:
             torch.cuda.empty_cache()
 
-    def genesis(self, tokens: int, cuda_opt: bool = True) -> None:
+    GENESIS_OPTIONS = {
+        "genesis": {},
+        "genesis-sync": {"enable_cuda_optimization": False},
+        "genesis-t90": {"vram_threshold_percent": 90},
+    }
+
+    def genesis(self, tokens: int, mode: str = "genesis") -> None:
         from genesis.blockswap import apply_block_swap
 
-        mode = "genesis" if cuda_opt else "genesis-sync"
         w, h, f = TOKENS[tokens]
         base = self.reset_device()
         self.cap(True)
@@ -511,7 +590,7 @@ class Bench:
         swap = apply_block_swap(self.model, device=self.dev,
                                 vram_mb=self.cap_bytes / 2**20,
                                 width=w, height=h, frames=f, passes_per_step=1,
-                                enable_cuda_optimization=cuda_opt)
+                                **self.GENESIS_OPTIONS[mode])
         setup_s = time.perf_counter() - t
         try:
             args, kw = self.inputs(tokens, self.dev)
@@ -520,24 +599,37 @@ class Bench:
                 if swap.engine is not None:
                     swap.engine.reset_stats()
 
+            synced: dict[str, Any] = {}
+
+            def before_b2b() -> None:  # the engine stats of the synced forwards
+                synced.update(swap.stats())
+                reset()
+
             with PeakSampler(self.cuda) as ps:
-                times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda, reset)
-            st = swap.stats()
+                timed = timed_forwards(self.model, args, kw, self.a.reps, self.cuda, reset,
+                                       before_b2b, self.time_left)
+            st = synced or swap.stats()
             eng = st["engine"] or {}
+            b2b_eng = (swap.stats()["engine"] or {}) if synced else {}
             plan = st["plan"]
-            self.genesis_streamed = getattr(self, "genesis_streamed", {})
-            self.genesis_streamed[tokens] = len(st["streamed_blocks"])
-            self.record(mode, tokens, times, out, ps.peak, base,
-                        streamed=int(eng.get("bytes_copied", 0) / max(1, len(times))),
+            if mode != "genesis-t90":  # legacy swaps as many blocks as the default plan
+                self.genesis_streamed = getattr(self, "genesis_streamed", {})
+                self.genesis_streamed[tokens] = len(st["streamed_blocks"])
+            self.record(mode, tokens, timed, ps.peak, base,
+                        streamed=int(eng.get("bytes_copied", 0) / max(1, len(timed.times))),
                         pinned=int(eng.get("pinned_bytes", 0)),
                         note="" if st["active"] else f"fell back: {st['fallback_reason']}",
                         extra={"setup_s": setup_s, "streamed_blocks": len(st["streamed_blocks"]),
+                               "streamed_block_indices": list(st["streamed_blocks"]),
                                "slots": plan["slot_count"], "copy_streams": plan["copy_streams"],
                                "predicted_forward_s": plan["predicted_forward_ms"] / 1e3,
                                "predicted_peak_bytes": plan["predicted_peak_bytes"],
                                "engine_device_bytes": eng.get("device_bytes"),
                                "overlap_ratio": eng.get("overlap_ratio"),
                                "compute_wait_ms": eng.get("compute_wait_ms"),
+                               "b2b_overlap_ratio": b2b_eng.get("overlap_ratio"),
+                               "b2b_compute_wait_ms": b2b_eng.get("compute_wait_ms"),
+                               "b2b_bytes_copied": b2b_eng.get("bytes_copied"),
                                "replans": st["replans"], "engine_builds": st["engine_builds"]})
         finally:
             swap.remove()
@@ -562,9 +654,10 @@ class Bench:
         try:
             args, kw = self.inputs(tokens, self.dev)
             with PeakSampler(self.cuda) as ps:
-                times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
+                timed = timed_forwards(self.model, args, kw, self.a.reps, self.cuda,
+                                       time_left=self.time_left)
             streamed = sum(module_bytes(blocks[i]) for i in swap.swapped)
-            self.record("legacy" if best else "legacy-default", tokens, times, out, ps.peak, base,
+            self.record("legacy" if best else "legacy-default", tokens, timed, ps.peak, base,
                         streamed=streamed, pinned=0,
                         note=note + ("; use_non_blocking=True, prefetch_blocks=1" if best
                                      else "; blocking .to(), no prefetch"),
@@ -600,8 +693,9 @@ class Bench:
         self.cap(True)
         args, kw = self.inputs(tokens, self.dev)
         with PeakSampler(self.cuda) as ps:
-            times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
-        self.record("diffusers-group", tokens, times, out, ps.peak, base,
+            timed = timed_forwards(self.model, args, kw, self.a.reps, self.cuda,
+                                   time_left=self.time_left)
+        self.record("diffusers-group", tokens, timed, ps.peak, base,
                     streamed=module_bytes(self.model), pinned=torch_pinned_bytes(),
                     note="block_level, num_blocks_per_group=1, use_stream, record_stream; "
                     "streams every group each forward",
@@ -635,8 +729,9 @@ class Bench:
         self.cap(True)
         args, kw = self.inputs(tokens, self.dev)
         with PeakSampler(self.cuda) as ps:
-            times, out = timed_forwards(self.model, args, kw, self.a.reps, self.cuda)
-        self.record("mmgp", tokens, times, out, ps.peak, base,
+            timed = timed_forwards(self.model, args, kw, self.a.reps, self.cuda,
+                                   time_left=self.time_left)
+        self.record("mmgp", tokens, timed, ps.peak, base,
                     streamed=None, pinned=torch_pinned_bytes(),
                     note="profile HighRAM_LowVRAM (pinned, budgeted streaming, no quantization), budget "
                     f"{int(self.cap_bytes / 2**20 * 0.5)} MB; streamed bytes unknown (no bound)",
@@ -667,27 +762,32 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{fmt(m.get('model_bytes'), GB, 2)} GB in bf16, {m.get('blocks')} blocks",
         f"- measured host-to-device: pinned {fmt(bw.get('pinned_gbps'), 1, 1)} GB/s, "
         f"pageable {fmt(bw.get('pageable_gbps'), 1, 1)} GB/s (torch, 1 GiB, median of 5)",
-        f"- median of {m.get('reps')} forwards after a warm-up; bound = max(all-resident time, "
-        "streamed bytes / pinned bandwidth)",
+        f"- median s: median of {m.get('reps')} forwards after a warm-up, each followed by a "
+        "device-wide sync (which also waits for the copies a forward queues for the next one); "
+        "bound = max(all-resident synced median, streamed bytes / pinned bandwidth)",
+        f"- b2b s: {m.get('reps')} more forwards queued back to back, one sync at the end, total / "
+        f"{m.get('reps')} (a sampling loop's throughput); b2b × bound against max(all-resident "
+        "b2b s, streamed bytes / pinned bandwidth)",
         f"- command: `{m.get('command')}`",
         "",
-        "| mode | tokens | median s | min–max s | bound s | × bound | peak VRAM GB | "
-        "host RSS GB | pinned GB | streamed GB/fwd | max diff | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | tokens | median s | min–max s | bound s | × bound | b2b s | b2b × bound | "
+        "peak VRAM GB | host RSS GB | pinned GB | streamed GB/fwd | max diff | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in doc["results"]:
         if "median_s" not in r:
-            lines.append(f"| {r['mode']} | {r['tokens']} | – | – | – | – | – | – | – | – | – | "
+            lines.append(f"| {r['mode']} | {r['tokens']} |" + " – |" * 12 + " "
                          f"{(r.get('error') or r.get('note') or '').replace('|', '/')} |")
             continue
         lines.append(
             f"| {r['mode']} | {r['tokens']} | {fmt(r['median_s'])} | "
             f"{fmt(r['min_s'])}–{fmt(r['max_s'])} | {fmt(r.get('bound_s'))} | "
-            f"{fmt(r.get('vs_bound'), 1, 2)} | {fmt(r.get('peak_vram_bytes'), GB, 2)} | "
+            f"{fmt(r.get('vs_bound'), 1, 2)} | {fmt(r.get('b2b_s'))} | "
+            f"{fmt(r.get('b2b_vs_bound'), 1, 2)} | {fmt(r.get('peak_vram_bytes'), GB, 2)} | "
             f"{fmt(r.get('host_rss_bytes'), GB, 1)} | {fmt(r.get('pinned_bytes'), GB, 2)} | "
             f"{fmt(r.get('streamed_bytes_per_forward'), GB, 2)} | "
             f"{fmt(r.get('max_abs_diff_vs_resident'), 1, 4)} | "
-            f"{(r.get('note') or '').replace('|', '/')} |")
+            f"{'; '.join(n for n in (r.get('note'), r.get('b2b_note')) if n).replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -756,7 +856,8 @@ def main(argv: list[str] | None = None) -> int:
     b.to_cpu()
     runners: dict[str, Callable[[int], None]] = {
         "genesis": b.genesis,
-        "genesis-sync": lambda t: b.genesis(t, cuda_opt=False),
+        "genesis-sync": lambda t: b.genesis(t, "genesis-sync"),
+        "genesis-t90": lambda t: b.genesis(t, "genesis-t90"),
         "legacy": b.legacy,
         "legacy-default": lambda t: b.legacy(t, best=False),
         "diffusers-group": b.diffusers_group,
