@@ -404,6 +404,21 @@ VRAM_API void vram_plan_options_init(vram_plan_options *o);
 /* Checks ranges; VRAM_E_RANGE naming the field in vram_last_error(). */
 VRAM_API int vram_plan_options_validate(const vram_plan_options *o);
 
+/* The values vram_plan_options_validate allows for one numeric field. */
+typedef struct vram_option_range {
+    uint32_t size;
+    double min, max;   /* both allowed; max is HUGE_VAL when unbounded */
+    bool min_excluded; /* only values above min (dram_usable_fraction) */
+    bool integer;      /* an int field */
+    int step;          /* > 0: value - min is a multiple of it (width, frames) */
+} vram_option_range;
+
+/* The range of the vram_plan_options field `name` ("num_cuda_streams"), for
+ * bindings and UIs; VRAM_E_NOT_FOUND when `name` is not a numeric field.
+ * blocks_to_swap and vace_blocks_to_swap are further bounded by the model's
+ * block counts when a plan is made. */
+VRAM_API int vram_plan_option_range(const char *name, vram_option_range *out);
+
 typedef struct vram_plan vram_plan;
 
 typedef struct vram_plan_summary {

@@ -26,6 +26,7 @@
 #include "plan_internal.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,57 +74,111 @@ void vram_plan_options_init(vram_plan_options *o) {
     o->disk_gbps = 2.0;
 }
 
-/* `v` within lo..hi (NaN fails). */
-static int range(const char *field, double v, double lo, double hi) {
-    if (v >= lo && v <= hi)
-        return VRAM_OK;
-    return vram_fail(VRAM_E_RANGE, "%s is %g, allowed %g-%g", field, v, lo, hi);
+/* The numeric options' allowed values, one row per field: the validation
+ * below checks each field against its row, and vram_plan_option_range hands
+ * the rows to bindings and UIs, so no caller states a range of its own.
+ * blocks_to_swap and vace_blocks_to_swap are also bounded by the model's
+ * block counts when a plan is made (plan_blocks). */
+typedef struct option_rule {
+    const char *name;
+    size_t offset;       /* of the field in vram_plan_options */
+    bool integer;        /* an int field, else a double */
+    double min, max;     /* both allowed; max HUGE_VAL: no upper bound */
+    bool min_excluded;   /* only values above min */
+    int step;            /* > 0: value - min is a multiple of it */
+    const char *note;    /* appended to the message */
+} option_rule;
+
+#define RULE(field, integer, min, max, min_excluded, step, note) \
+    {#field, offsetof(vram_plan_options, field), integer, min, max, min_excluded, step, note}
+static const option_rule rules[] = {
+    /*   field, integer, min, max, min_excluded, step, note */
+    RULE(gpu_index, true, 0, 1023, false, 0, ""),
+    RULE(vram_threshold_percent, false, 10, 95, false, 0, ""),
+    RULE(safety_reserve_percent, false, 0, 50, false, 0, ""),
+    RULE(dram_usable_fraction, false, 0, 1, true, 0, ""),
+    RULE(width, true, 16, 8192, false, 16, ""),
+    RULE(height, true, 16, 8192, false, 16, ""),
+    RULE(frames, true, 1, 1001, false, 4, " (81, 121)"),
+    RULE(text_tokens, true, 1, 4096, false, 0, ""),
+    RULE(passes_per_step, true, 1, 4, false, 0, ""),
+    RULE(blocks_to_swap, true, 0, 1 << 16, false, 0, ""),
+    RULE(num_cuda_streams, true, 1, VRAM_PLAN_MAX_STREAMS, false, 0, ""),
+    RULE(bandwidth_target, false, 0.1, 1.0, false, 0, ""),
+    RULE(vace_blocks_to_swap, true, 0, 15, false, 0, ""),
+    RULE(measured_h2d_gbps, false, 0, HUGE_VAL, false, 0, " (0 = not set)"),
+    RULE(measured_block_ms, false, 0, HUGE_VAL, false, 0, " (0 = not set)"),
+    RULE(max_pinned_mb, false, 0, HUGE_VAL, false, 0, " (0 = not set)"),
+    RULE(disk_gbps, false, 0.01, 1000, false, 0, ""),
+};
+#undef RULE
+#define RULE_COUNT (int)(sizeof rules / sizeof rules[0])
+
+static const option_rule *find_rule(const char *name) {
+    for (int i = 0; i < RULE_COUNT; i++)
+        if (strcmp(rules[i].name, name) == 0)
+            return &rules[i];
+    return NULL;
 }
 
-static int range_int(const char *field, int v, int lo, int hi) {
-    if (v >= lo && v <= hi)
-        return VRAM_OK;
-    return vram_fail(VRAM_E_RANGE, "%s is %d, allowed %d-%d", field, v, lo, hi);
+int vram_plan_option_range(const char *name, vram_option_range *out) {
+    VRAM_CHECK_STRUCT(out, vram_option_range);
+    if (!name)
+        return vram_fail(VRAM_E_INVALID, "vram_plan_option_range: name is NULL");
+    const option_rule *r = find_rule(name);
+    if (!r)
+        return vram_fail(VRAM_E_NOT_FOUND,
+                         "'%s' is not a numeric field of vram_plan_options: it has no range",
+                         name);
+    out->min = r->min;
+    out->max = r->max;
+    out->min_excluded = r->min_excluded;
+    out->integer = r->integer;
+    out->step = r->step;
+    return VRAM_OK;
 }
 
-static int at_least_zero(const char *field, double v) {
-    if (v >= 0 && isfinite(v))
+/* The field's value against its row (NaN and infinities fail); the message
+ * names the field and says what is allowed. */
+static int check_rule(const option_rule *r, const vram_plan_options *o) {
+    const char *field = (const char *)o + r->offset;
+    double v;
+    char shown[32];
+    if (r->integer) {
+        int i;
+        memcpy(&i, field, sizeof i);
+        v = i;
+        snprintf(shown, sizeof shown, "%d", i);
+    } else {
+        memcpy(&v, field, sizeof v);
+        snprintf(shown, sizeof shown, "%g", v);
+    }
+    bool ok = isfinite(v) && (r->min_excluded ? v > r->min : v >= r->min) && v <= r->max &&
+              (r->step == 0 || fmod(v - r->min, r->step) == 0);
+    if (ok)
         return VRAM_OK;
-    return vram_fail(VRAM_E_RANGE, "%s is %g, allowed 0 or more (0 = not set)", field, v);
-}
-
-static int video_side(const char *field, int v) {
-    if (v >= 16 && v <= 8192 && v % 16 == 0)
-        return VRAM_OK;
-    return vram_fail(VRAM_E_RANGE, "%s is %d, allowed 16-8192 in multiples of 16", field, v);
+    if (isinf(r->max))
+        return vram_fail(VRAM_E_RANGE, "%s is %s, allowed %g or more%s", r->name, shown, r->min,
+                         r->note);
+    if (r->min_excluded)
+        return vram_fail(VRAM_E_RANGE, "%s is %s, allowed more than %g up to %g%s", r->name,
+                         shown, r->min, r->max, r->note);
+    char steps[48] = "";
+    if (r->step && fmod(r->min, r->step) == 0)
+        snprintf(steps, sizeof steps, " in multiples of %d", r->step);
+    else if (r->step)
+        snprintf(steps, sizeof steps, " of the form %dk+%g", r->step, fmod(r->min, r->step));
+    return vram_fail(VRAM_E_RANGE, "%s is %s, allowed %g-%g%s%s", r->name, shown, r->min, r->max,
+                     steps, r->note);
 }
 
 int vram_plan_options_validate(const vram_plan_options *o) {
     VRAM_CHECK_STRUCT(o, vram_plan_options);
-    int st;
-    if ((st = range_int("gpu_index", o->gpu_index, 0, 1023)) ||
-        (st = range("vram_threshold_percent", o->vram_threshold_percent, 10, 95)) ||
-        (st = range("safety_reserve_percent", o->safety_reserve_percent, 0, 50)))
-        return st;
-    if (!(o->dram_usable_fraction > 0 && o->dram_usable_fraction <= 1))
-        return vram_fail(VRAM_E_RANGE, "dram_usable_fraction is %g, allowed more than 0 up to 1",
-                         o->dram_usable_fraction);
-    if ((st = video_side("width", o->width)) || (st = video_side("height", o->height)))
-        return st;
-    if (o->frames < 1 || o->frames > 1001 || (o->frames - 1) % 4 != 0)
-        return vram_fail(VRAM_E_RANGE, "frames is %d, allowed 1-1001 of the form 4k+1 (81, 121)",
-                         o->frames);
-    if ((st = range_int("text_tokens", o->text_tokens, 1, 4096)) ||
-        (st = range_int("passes_per_step", o->passes_per_step, 1, 4)) ||
-        (st = range_int("blocks_to_swap", o->blocks_to_swap, 0, 1 << 16)) ||
-        (st = range_int("num_cuda_streams", o->num_cuda_streams, 1, VRAM_PLAN_MAX_STREAMS)) ||
-        (st = range("bandwidth_target", o->bandwidth_target, 0.1, 1.0)) ||
-        (st = range_int("vace_blocks_to_swap", o->vace_blocks_to_swap, 0, 15)) ||
-        (st = at_least_zero("measured_h2d_gbps", o->measured_h2d_gbps)) ||
-        (st = at_least_zero("measured_block_ms", o->measured_block_ms)) ||
-        (st = at_least_zero("max_pinned_mb", o->max_pinned_mb)) ||
-        (st = range("disk_gbps", o->disk_gbps, 0.01, 1000)))
-        return st;
+    for (int i = 0; i < RULE_COUNT; i++) {
+        int st = check_rule(&rules[i], o);
+        if (st)
+            return st;
+    }
     return VRAM_OK;
 }
 
@@ -821,9 +876,10 @@ int vram_plan_stream_more(const vram_plan *current, const vram_layout *layout, c
 
     vram_plan_options o = current->opts;
     vram_plan *next = NULL;
-    if (o.auto_hardware_tuning && o.vram_threshold_percent > 10) {
+    double threshold_min = find_rule("vram_threshold_percent")->min;
+    if (o.auto_hardware_tuning && o.vram_threshold_percent > threshold_min) {
         /* A lower cap keeps the planner's own choice of count and slots. */
-        o.vram_threshold_percent = fmax(10, o.vram_threshold_percent - 10);
+        o.vram_threshold_percent = fmax(threshold_min, o.vram_threshold_percent - 10);
         if (vram_plan_create(layout, hw, &o, &next) == VRAM_OK &&
             next->sum.streamed_count > s->streamed_count) {
             *out = next;
@@ -838,14 +894,19 @@ int vram_plan_stream_more(const vram_plan *current, const vram_layout *layout, c
         n_vace += current->vace[i];
     int n_main = s->block_count - n_vace;
     int main_streamed = s->streamed_count - s->vace_streamed_count;
-    if (main_streamed >= n_main)
+    if (main_streamed >= n_main) {
+        char why[96];
+        if (o.auto_hardware_tuning)
+            snprintf(why, sizeof why,
+                     ", and lowering vram_threshold_percent (floor %g) streams no more",
+                     threshold_min);
+        else
+            snprintf(why, sizeof why, "; vace_blocks_to_swap can stream more");
         return vram_fail(VRAM_E_DOES_NOT_FIT,
                          "all %d main blocks already stream (and %d of %d VACE blocks)%s: nothing "
                          "more can leave the GPU",
-                         n_main, s->vace_streamed_count, n_vace,
-                         o.auto_hardware_tuning ? ", and lowering vram_threshold_percent (floor "
-                                                  "10) streams no more"
-                                                : "; vace_blocks_to_swap can stream more");
+                         n_main, s->vace_streamed_count, n_vace, why);
+    }
     int step = (s->block_count + 7) / 8;
     o.auto_hardware_tuning = false;
     o.blocks_to_swap = main_streamed + step < n_main ? main_streamed + step : n_main;

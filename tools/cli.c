@@ -54,7 +54,7 @@ typedef struct opt_spec {
     const char *name;
     enum opt_kind kind;
     size_t offset;   /* into cli_args */
-    double min, max; /* numbers */
+    double min, max; /* numbers (0, 0: a plan option, see plan_ranges) */
     unsigned commands;
     bool manual;     /* setting it implies --manual */
     size_t flag_offset; /* bool set when given (0 = none) */
@@ -72,16 +72,16 @@ static const opt_spec specs[] = {
      CMD(CLI_PLAN), false, 0},
     {"--model", OPT_STRING, OFF(model), 0, 0, CMD(CLI_PLAN), false, 0},
     {"--dtype", OPT_DTYPE, OFF(dtype), 0, 0, CMD(CLI_PLAN) | CMD(CLI_MODELS), false, 0},
-    {"--width", OPT_INT, OFF(plan.width), 16, 8192, CMD(CLI_PLAN), false, 0},
-    {"--height", OPT_INT, OFF(plan.height), 16, 8192, CMD(CLI_PLAN), false, 0},
-    {"--frames", OPT_INT, OFF(plan.frames), 1, 1001, CMD(CLI_PLAN), false, 0},
-    {"--threshold", OPT_DOUBLE, OFF(plan.vram_threshold_percent), 10, 95, CMD(CLI_PLAN), false,
+    {"--width", OPT_INT, OFF(plan.width), 0, 0, CMD(CLI_PLAN), false, 0},
+    {"--height", OPT_INT, OFF(plan.height), 0, 0, CMD(CLI_PLAN), false, 0},
+    {"--frames", OPT_INT, OFF(plan.frames), 0, 0, CMD(CLI_PLAN), false, 0},
+    {"--threshold", OPT_DOUBLE, OFF(plan.vram_threshold_percent), 0, 0, CMD(CLI_PLAN), false,
      0},
     {"--manual", OPT_FLAG, OFF(manual_flag_given), 0, 0, CMD(CLI_PLAN), true, 0},
-    {"--blocks-to-swap", OPT_INT, OFF(plan.blocks_to_swap), 0, 4096, CMD(CLI_PLAN), true, 0},
-    {"--streams", OPT_INT, OFF(plan.num_cuda_streams), 1, 16, CMD(CLI_PLAN), true, 0},
-    {"--bandwidth", OPT_DOUBLE, OFF(plan.bandwidth_target), 0.1, 1.0, CMD(CLI_PLAN), true, 0},
-    {"--vace-blocks", OPT_INT, OFF(plan.vace_blocks_to_swap), 0, 15, CMD(CLI_PLAN), false, 0},
+    {"--blocks-to-swap", OPT_INT, OFF(plan.blocks_to_swap), 0, 0, CMD(CLI_PLAN), true, 0},
+    {"--streams", OPT_INT, OFF(plan.num_cuda_streams), 0, 0, CMD(CLI_PLAN), true, 0},
+    {"--bandwidth", OPT_DOUBLE, OFF(plan.bandwidth_target), 0, 0, CMD(CLI_PLAN), true, 0},
+    {"--vace-blocks", OPT_INT, OFF(plan.vace_blocks_to_swap), 0, 0, CMD(CLI_PLAN), false, 0},
     {"--offload-txt-emb", OPT_FLAG, OFF(plan.offload_txt_emb), 0, 0, CMD(CLI_PLAN), false, 0},
     {"--offload-img-emb", OPT_FLAG, OFF(plan.offload_img_emb), 0, 0, CMD(CLI_PLAN), false, 0},
     {"--measured-block-ms", OPT_DOUBLE, OFF(plan.measured_block_ms), 0.001, 1e6, CMD(CLI_PLAN),
@@ -95,6 +95,19 @@ static const opt_spec specs[] = {
     {"--size", OPT_DOUBLE, OFF(bench_mb), 1, 65536, CMD(CLI_BENCH), false, 0},
     {"--no-save", OPT_FLAG, OFF(no_save), 0, 0, CMD(CLI_BENCH), false, 0},
 };
+
+/* Options that set a numeric plan option take libvram's range for it. */
+#define PLAN_RANGE(field) {OFF(plan.field), #field}
+static const struct {
+    size_t offset;
+    const char *field;
+} plan_ranges[] = {
+    PLAN_RANGE(width),          PLAN_RANGE(height),
+    PLAN_RANGE(frames),         PLAN_RANGE(vram_threshold_percent),
+    PLAN_RANGE(blocks_to_swap), PLAN_RANGE(num_cuda_streams),
+    PLAN_RANGE(bandwidth_target), PLAN_RANGE(vace_blocks_to_swap),
+};
+#undef PLAN_RANGE
 
 /* Options whose meaning is a negation of a plan switch. */
 static const struct {
@@ -175,9 +188,14 @@ static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char 
             return failf(err, errlen, "%s: '%s' is not a number", sp->name, value);
         if (sp->kind == OPT_INT && v != floor(v))
             return failf(err, errlen, "%s: '%s' is not a whole number", sp->name, value);
-        if (v < sp->min || v > sp->max)
-            return failf(err, errlen, "%s: %s is out of range (%g-%g)", sp->name, value, sp->min,
-                         sp->max);
+        vram_option_range r = {.size = sizeof r, .min = sp->min, .max = sp->max};
+        for (size_t n = 0; n < sizeof plan_ranges / sizeof plan_ranges[0]; n++)
+            if (plan_ranges[n].offset == sp->offset &&
+                vram_plan_option_range(plan_ranges[n].field, &r) != VRAM_OK)
+                return failf(err, errlen, "%s: %s", sp->name, vram_last_error());
+        if (v < r.min || v > r.max)
+            return failf(err, errlen, "%s: %s is out of range (%g-%g)", sp->name, value, r.min,
+                         r.max);
         if (sp->kind == OPT_INT)
             *(int *)field = (int)v;
         else

@@ -24,6 +24,7 @@ from torch import nn
 
 from .blockswap import _ATTACHED, attached
 from .modelinfo import find_blocks, find_embedders, find_vace_blocks, module_bytes
+from .vram import option_range
 
 LogFn = Callable[[str], None]
 
@@ -46,7 +47,8 @@ class LegacyBlockSwap:
         _, main = find_blocks(model, block_attr)
         vace = find_vace_blocks(model)
         _range("blocks_to_swap", blocks_to_swap, 0, len(main))
-        _range("vace_blocks_to_swap", vace_blocks_to_swap, 0, min(15, len(vace or [])))
+        _range("vace_blocks_to_swap", vace_blocks_to_swap, 0,
+               min(int(option_range("vace_blocks_to_swap")["max"]), len(vace or [])))
         _range("prefetch_blocks", prefetch_blocks, 0, 40)
         self.model = model
         self.device = torch.device(device) if device is not None else torch.device(

@@ -8,7 +8,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .vram import Hardware, Layout
+from .vram import Hardware, Layout, option_range
 
 ENV_SIMULATE_GPU = "GENESIS_SIMULATE_GPU"
 
@@ -47,9 +47,19 @@ def planning_hardware(gpu: str | None = None, vram_mb: float | None = None,
     return hw, index, host_mode
 
 
-def _check_range(name: str, value: float, lo: float, hi: float) -> None:
+def check_option_range(name: str, value: Any, option: str | None = None,
+                       most: float | None = None) -> None:
+    """ValueError naming the argument `name` and its allowed range: libvram's
+    range of the plan option `option` (default: name), its max lowered to
+    `most` (a model's block count), and a whole number for an int option.
+    Meant for the seed's parameters, which have no step and include their
+    min; libvram checks every option in full when it plans."""
+    r = option_range(option or name)
+    lo, hi = r["min"], r["max"] if most is None else min(r["max"], most)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise ValueError(f"{name}={value!r} is out of range: allowed {lo:g}-{hi:g}")
+    if r["integer"] and int(value) != value:
+        raise ValueError(f"{name}={value!r} must be an integer {lo:g}-{hi:g}")
 
 
 @dataclass
@@ -76,13 +86,11 @@ class SwapOptions:
     safety_reserve_percent: float | None = None
 
     def validate(self, block_count: int, vace_count: int = 0) -> None:
-        _check_range("vram_threshold_percent", self.vram_threshold_percent, 10, 95)
-        _check_range("blocks_to_swap", self.blocks_to_swap, 0, block_count)
-        if int(self.blocks_to_swap) != self.blocks_to_swap:
-            raise ValueError(f"blocks_to_swap={self.blocks_to_swap!r} must be an integer 0-{block_count}")
-        _check_range("num_cuda_streams", self.num_cuda_streams, 1, 16)
-        _check_range("bandwidth_target", self.bandwidth_target, 0.1, 1.0)
-        _check_range("vace_blocks_to_swap", self.vace_blocks_to_swap, 0, min(15, vace_count))
+        check_option_range("vram_threshold_percent", self.vram_threshold_percent)
+        check_option_range("blocks_to_swap", self.blocks_to_swap, most=block_count)
+        check_option_range("num_cuda_streams", self.num_cuda_streams)
+        check_option_range("bandwidth_target", self.bandwidth_target)
+        check_option_range("vace_blocks_to_swap", self.vace_blocks_to_swap, most=vace_count)
 
     @property
     def manual(self) -> bool:

@@ -24,7 +24,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from genesis.planning import SwapOptions, _check_range, layout_for_model, planning_hardware
+from genesis.planning import SwapOptions, check_option_range, layout_for_model, planning_hardware
 from genesis.vram import Hardware, Layout, MemoryStats, Plan
 
 logger = logging.getLogger("genesis.vram_manager")
@@ -67,7 +67,7 @@ def _unwrap(model: Any) -> Any:
 
 
 def _check_threshold(value: float, name: str = "vram_threshold_percent") -> float:
-    _check_range(name, value, 10, 95)
+    check_option_range(name, value, "vram_threshold_percent")
     return float(value)
 
 

@@ -11,7 +11,8 @@ Requests run one at a time (Gradio's queue, concurrency 1). A cancelled
 request (the UI's or a client's job.cancel()) stops at its next denoising
 step and frees its block-swap engine before the queue starts the next one.
 Numeric inputs are checked against the controls' ranges (RANGES) for API
-callers, who never see the sliders.
+callers, who never see the sliders; the plan options' ranges are libvram's
+(genesis.vram.option_range).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import gradio as gr
 
+from genesis import vram
 from genesis.i18n import LANGS, Texts
 from genesis.wan.loading import ModelError, ModelSpec
 from genesis.wan.runner import Cancelled, GenerationRequest, WanGenerator
@@ -42,19 +44,40 @@ PRESETS: tuple[str, ...] = (
 )
 # No "cudagraphs": CUDA graphs record weight addresses, which block swapping moves.
 COMPILE_BACKENDS: tuple[str, ...] = ("inductor", "aot_eager", "eager")
+
+
+def most_catalog_blocks() -> int:
+    """The most blocks a built-in model has (Wan 14B: 40)."""
+    counts = []
+    for name in vram.catalog():
+        with vram.Layout.from_catalog(name) as layout:
+            counts.append(layout.info()["group_block_count"][0])
+    return max(counts)
+
+
+def plan_option_range(name: str, ui_max: float | None = None) -> tuple[float, float]:
+    """libvram's range of the plan option `name`, its max lowered to ui_max."""
+    r = vram.option_range(name)
+    lo, hi = r["min"], r["max"] if ui_max is None else min(r["max"], ui_max)
+    return (int(lo), int(hi)) if r["integer"] else (lo, hi)
+
+
 # (minimum, maximum) of each numeric control: the sliders use them, and
-# check_ranges enforces them for API requests.
+# check_ranges enforces them for API requests. The plan options' are
+# libvram's, capped where a slider could not show all of it: libvram allows
+# sides up to 8192 and as many blocks as the model has (checked once it is
+# loaded).
 RANGES: dict[str, tuple[float, float]] = {
-    "width": (16, 1920),
-    "height": (16, 1920),
+    "width": plan_option_range("width", 1920),
+    "height": plan_option_range("height", 1920),
     "steps": (1, 100),
     "cfg": (0.0, 20.0),
     "shift": (0.1, 20.0),
-    "vram_threshold_percent": (10, 95),
-    "blocks_to_swap": (0, 40),
-    "num_cuda_streams": (1, 16),
-    "bandwidth_target": (0.1, 1.0),
-    "vace_blocks_to_swap": (0, 15),
+    "vram_threshold_percent": plan_option_range("vram_threshold_percent"),
+    "blocks_to_swap": plan_option_range("blocks_to_swap", most_catalog_blocks()),
+    "num_cuda_streams": plan_option_range("num_cuda_streams"),
+    "bandwidth_target": plan_option_range("bandwidth_target"),
+    "vace_blocks_to_swap": plan_option_range("vace_blocks_to_swap"),
 }
 
 

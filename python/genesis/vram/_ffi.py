@@ -275,6 +275,17 @@ class PlanOptions(_Sized):
     ]
 
 
+class OptionRange(_Sized):
+    _fields_ = [
+        ("size", c_uint32),
+        ("min", c_double),
+        ("max", c_double),
+        ("min_excluded", c_bool),
+        ("integer", c_bool),
+        ("step", c_int),
+    ]
+
+
 class PlanSummary(_Sized):
     _fields_ = [
         ("size", c_uint32),
@@ -450,6 +461,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "vram_layout_json": (c_int, [_P, c_bool, POINTER(c_void_p)]),
     "vram_plan_options_init": (None, [POINTER(PlanOptions)]),
     "vram_plan_options_validate": (c_int, [POINTER(PlanOptions)]),
+    "vram_plan_option_range": (c_int, [c_char_p, POINTER(OptionRange)]),
     "vram_plan_create": (c_int, [_P, _P, POINTER(PlanOptions), _PP]),
     "vram_plan_free": (None, [_P]),
     "vram_plan_get_summary": (c_int, [_P, POINTER(PlanSummary)]),

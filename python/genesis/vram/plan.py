@@ -24,6 +24,17 @@ def default_options() -> dict[str, Any]:
     return o.to_dict()
 
 
+def option_range(name: str) -> dict[str, Any]:
+    """vram_plan_option_range: the values libvram allows for the numeric plan
+    option `name`: min, max (inf: unbounded), min_excluded, integer, step.
+    NotFound when `name` is not a numeric option. blocks_to_swap and
+    vace_blocks_to_swap are further bounded by the model's block counts."""
+    r = _ffi.OptionRange.new()
+    check(_ffi.lib.vram_plan_option_range(name.encode(), ctypes.byref(r)),
+          "vram_plan_option_range")
+    return r.to_dict()
+
+
 def make_options(**options: Any) -> _ffi.PlanOptions:
     """Defaults overridden by `options` (field names of vram_plan_options),
     checked by vram_plan_options_validate (RangeError names the field)."""
