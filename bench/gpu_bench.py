@@ -427,6 +427,7 @@ class Bench:
         self.kind = ""
         self.inputs: Callable[..., Any] | None = None
         self.tainted = False  # a peer installed hooks we cannot remove
+        self.peer_releases: list[Callable[[], None]] = []
 
     # -- bookkeeping
     def elapsed(self) -> float:
@@ -456,6 +457,8 @@ class Bench:
     def fresh_model(self) -> None:
         import torch
 
+        while self.peer_releases:  # a peer's own clean-up (mmgp keeps weights on the GPU)
+            self.peer_releases.pop()()
         self.model = None
         gc.collect()
         if self.cuda:
@@ -719,9 +722,10 @@ class Bench:
             budget_mb = int(self.cap_bytes / 2**20 * 0.5)
             # quantizeTransformer=False: every profile quantizes to int8 by
             # default; the comparison is at the same bf16 weights.
-            offload.profile({"transformer": self.model}, profile_type.HighRAM_LowVRAM,
-                            budgets={"transformer": budget_mb}, quantizeTransformer=False,
-                            verboseLevel=0)
+            obj = offload.profile({"transformer": self.model}, profile_type.HighRAM_LowVRAM,
+                                  budgets={"transformer": budget_mb}, quantizeTransformer=False,
+                                  verboseLevel=0)
+            self.peer_releases.append(obj.release)
             self.mmgp_setup_s = time.perf_counter() - t
             self.mmgp_applied = True
             self.tainted = True

@@ -70,3 +70,19 @@ def test_gpu_report_combines_runs(tmp_path: Path) -> None:
     assert "observed: nothing odd" in text
     rows["genesis"]["vs_bound"] = 1.05
     assert "NOT within 3%" in "\n".join(gpu_report.targets(list(rows.values()), 24))
+
+
+def test_gpu_bench_logic_on_cpu(tmp_path: Path) -> None:
+    """bench/gpu_bench.py's modes run on the CPU (tiny model) and write both tables."""
+    import json
+
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_bench.py"), "--device", "cpu",
+                        "--tiny", "--tokens", "4590", "--cap-gb", "0.09",
+                        "--modes", "ceiling,genesis,legacy", "--out", str(tmp_path)],
+                       capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {x["mode"]: x for x in json.loads((tmp_path / "results.json").read_text())["results"]}
+    for mode in ("ceiling", "genesis", "legacy"):
+        assert "median_s" in rows[mode] and rows[mode]["b2b_s"] > 0, rows[mode]
+        assert rows[mode]["max_abs_diff_vs_resident"] == 0.0
+    assert "| genesis | 4590 |" in (tmp_path / "results.md").read_text()
