@@ -61,6 +61,7 @@ import torch
 from torch import nn
 
 from . import _views
+from .devices import resolve_device
 from .modelinfo import BlockPacking, ModelPacking, pack_model
 from .planning import SwapOptions, layout_for_model, planning_hardware
 from .vram import Engine, Hardware, Plan, StateError, VramError, _ffi
@@ -179,11 +180,7 @@ class BlockSwap:
             raise ValueError("block swapping is already applied to this model: call .remove() first")
         self.model = model
         self.options = options
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available()
-            else torch.device("cpu"))
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.device = resolve_device(device)
         self.backend = backend or ("cuda" if self.device.type == "cuda" else "host")
         if self.backend == "cuda" and self.device.type != "cuda":
             raise ValueError("backend='cuda' needs a CUDA device")

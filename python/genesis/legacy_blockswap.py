@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .blockswap import _ATTACHED, attached
+from .devices import resolve_device
 from .modelinfo import find_blocks, find_embedders, find_vace_blocks, module_bytes
 from .vram import option_range
 
@@ -51,8 +52,7 @@ class LegacyBlockSwap:
                min(int(option_range("vace_blocks_to_swap")["max"]), len(vace or [])))
         _range("prefetch_blocks", prefetch_blocks, 0, 40)
         self.model = model
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self.non_blocking = use_non_blocking
         self.prefetch = prefetch_blocks
         self.debug = block_swap_debug

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .blockswap import _placeholder, apply_block_swap
+from .devices import resolve_device
 from .modelinfo import SAFETENSORS_DTYPES, ModelPacking
 from .vram import Layout
 
@@ -249,9 +250,7 @@ def load_swapped(model_factory: Callable[[], nn.Module],
     Raises ValueError when the model and the checkpoint differ and
     genesis.blockswap.BuildError / VramError when the engine cannot be
     built (the checkpoint is then never loaded whole)."""
-    target = torch.device(device) if device is not None else (
-        torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available()
-        else torch.device("cpu"))
+    target = resolve_device(device)
     with empty_weights():
         model = model_factory()
     source = open_source(model, checkpoint, target, strict=strict)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .blockswap import attached
+from .devices import resolve_device
 from .modelinfo import module_bytes
 from .planning import planning_hardware
 from .vram import DoesNotFit, Layout, Plan
@@ -56,8 +57,7 @@ class Phases:
         self.components = {k: m for k, m in components.items() if m is not None}
         if not self.components:
             raise ValueError("components: give at least one module (text_encoder, transformer, vae)")
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = resolve_device(device)
         self.log = log
         self.current: str | None = None
         self.history: list[str] = []

@@ -107,9 +107,9 @@ def set_compiled(loaded: LoadedModel, enabled: bool, backend: str) -> None:
 
 
 def default_device() -> str:
-    import torch
+    from ..devices import resolve_device  # torch loads with the first generator
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device())
 
 
 class WanGenerator:
