@@ -63,8 +63,9 @@ from torch import nn
 from . import _views
 from .devices import resolve_device
 from .modelinfo import BlockPacking, ModelPacking, pack_model
-from .planning import SwapOptions, layout_for_model, planning_hardware
-from .vram import Engine, Hardware, Plan, StateError, VramError, _ffi
+from .planning import HardwareSnapshot, SwapOptions, layout_for_model
+from .vram import Engine, Plan, StateError, VramError, _ffi
+from .vram.plan import make_options
 
 if TYPE_CHECKING:
     from .loading import FileSource
@@ -172,7 +173,8 @@ class BlockSwap:
     def __init__(self, model: nn.Module, options: SwapOptions, *, block_attr: str | None = None,
                  device: str | torch.device | None = None, backend: str | None = None,
                  gpu: str | None = None, vram_mb: float | None = None,
-                 dram_mb: float | None = None, hardware: Hardware | None = None, adaptive: bool = True,
+                 dram_mb: float | None = None, hardware: HardwareSnapshot | None = None,
+                 adaptive: bool = True,
                  max_oom_retries: int = 4, vram_debug_mode: bool = False,
                  log: LogFn | None = None, engine_options: dict[str, Any] | None = None,
                  source: FileSource | None = None) -> None:
@@ -203,11 +205,11 @@ class BlockSwap:
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
         options.validate(self.packing.main_count, self.packing.vace_count)
-        if hardware is not None:
-            self.hw, self.gpu_index, self.host_mode = hardware, 0, self.device.type != "cuda"
-        else:
-            self.hw, self.gpu_index, self.host_mode = planning_hardware(
-                gpu, vram_mb, self.device.index or 0, dram_mb)
+        # hardware: a generation's snapshot (one probe; it may hold the plan
+        # the seed's step 2 made for this model), used when it was taken for
+        # the same gpu / vram_mb / device / dram_mb.
+        snapshot = HardwareSnapshot.reuse(hardware, gpu, vram_mb, self.device.index or 0, dram_mb)
+        self.hw, self.gpu_index, self.host_mode = snapshot.hw, snapshot.index, snapshot.host_mode
         # source: the blocks' bytes are in a model file (genesis.loading), the
         # layout is that file's and the model's block tensors are on meta.
         self.source = source
@@ -217,7 +219,7 @@ class BlockSwap:
         else:
             self.layout = layout_for_model(self.packing, type(model).__name__)
         self.plan_kwargs = options.plan_kwargs(self.gpu_index)
-        self.plan = Plan.create(self.layout, self.hw, **self.plan_kwargs)
+        self.plan = snapshot.plan(self.layout, **self.plan_kwargs)
 
         self.engine: Engine | None = None
         self._streamed: set[int] = set()
@@ -602,13 +604,18 @@ class BlockSwap:
             return False
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        base = self.plan
+        if base.options() != make_options(**self.plan_kwargs).to_dict():
+            # A plan shared with the seed's step 2 in auto mode stores other
+            # manual values: auto reads none, but the manual fallback keeps them.
+            base = Plan.create(self.layout, self.hw, **self.plan_kwargs)
         try:
-            plan = self.plan.stream_more()
+            plan = base.stream_more()
         except VramError as e:
             logger.warning("genesis block swap: out of memory, and no plan streams more: %s", e)
             return False
-        current = self.plan.summary()["streamed_count"]
-        old = self.plan.options()
+        current = base.summary()["streamed_count"]
+        old = base.options()
         self.plan_kwargs.update({k: v for k, v in plan.options().items() if old.get(k) != v})
         self.oom_retries += 1
         new = plan.summary()["streamed_count"]
@@ -715,7 +722,8 @@ def apply_block_swap(model: nn.Module, mode: str = "intelligent", **args: Any) -
       enable_dram_optimization, offload_txt_emb, offload_img_emb,
       vace_blocks_to_swap, vram_debug_mode; the video size (width, height,
       frames, text_tokens, passes_per_step); block_attr, device, backend,
-      gpu / vram_mb (simulate), adaptive, log.
+      gpu / vram_mb (simulate), hardware (a generation's
+      genesis.planning.HardwareSnapshot), adaptive, log.
     mode="legacy": kijai's WanVideoBlockSwap (genesis.legacy_blockswap).
 
     Bad arguments raise ValueError naming the argument and its range, and

@@ -28,7 +28,7 @@ from torch import nn
 from .blockswap import attached
 from .devices import resolve_device
 from .modelinfo import module_bytes
-from .planning import planning_hardware
+from .planning import HardwareSnapshot
 from .vram import DoesNotFit, Layout, Plan
 
 logger = logging.getLogger("genesis.phases")
@@ -53,6 +53,7 @@ class Phases:
     def __init__(self, components: dict[str, nn.Module | None], *,
                  device: str | torch.device | None = None, vram_threshold_percent: float = 90.0,
                  gpu: str | None = None, vram_mb: float | None = None,
+                 hardware: HardwareSnapshot | None = None,
                  log: LogFn | None = None, **plan_options: Any) -> None:
         self.components = {k: m for k, m in components.items() if m is not None}
         if not self.components:
@@ -66,11 +67,13 @@ class Phases:
         self._wrapped: list[tuple[Any, str]] = []
         names = list(self.components)
         self.sizes = {n: _footprint(self.components[n]) for n in names}
-        hw, index, _ = planning_hardware(gpu, vram_mb, self.device.index or 0)
+        # hardware: a generation's snapshot, used when taken for this gpu /
+        # vram_mb / device (else a fresh probe).
+        snapshot = HardwareSnapshot.reuse(hardware, gpu, vram_mb, self.device.index or 0)
         layout = Layout.from_blocks([max(1, self.sizes[n]) for n in names], 0, 0)
         try:
-            self.plan: Plan | None = Plan.create(
-                layout, hw, gpu_index=index, vram_threshold_percent=vram_threshold_percent,
+            self.plan: Plan | None = snapshot.plan(
+                layout, gpu_index=snapshot.index, vram_threshold_percent=vram_threshold_percent,
                 auto_hardware_tuning=True, **plan_options)
             self.together = self.plan.summary()["streamed_count"] == 0
         except DoesNotFit as e:

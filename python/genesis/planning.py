@@ -8,9 +8,13 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .vram import Hardware, Layout, option_range
+from .vram import Hardware, Layout, Plan, option_range
+from .vram.plan import make_options
 
 ENV_SIMULATE_GPU = "GENESIS_SIMULATE_GPU"
+
+# vram.h: read only when auto_hardware_tuning is off.
+MANUAL_VALUES = ("blocks_to_swap", "num_cuda_streams", "bandwidth_target")
 
 
 def planning_hardware(gpu: str | None = None, vram_mb: float | None = None,
@@ -45,6 +49,56 @@ def planning_hardware(gpu: str | None = None, vram_mb: float | None = None,
     if dram_mb is not None:
         hw.set_dram(float(dram_mb), float(dram_mb))
     return hw, index, host_mode
+
+
+def _question(gpu: str | None, vram_mb: float | None, device_index: int,
+              dram_mb: float | None) -> tuple[Any, ...]:
+    return (gpu or os.environ.get(ENV_SIMULATE_GPU) or None, vram_mb, device_index, dram_mb)
+
+
+class HardwareSnapshot:
+    """One planning_hardware probe and the plans made against it: one
+    generation takes it before it places anything, and its seed step 2,
+    block swapping and phases plan against the same numbers, one plan per
+    distinct question. Never kept past the generation: the VRAM in use
+    changes between generations.
+
+    hw, index, host_mode: planning_hardware's answer."""
+
+    def __init__(self, gpu: str | None = None, vram_mb: float | None = None,
+                 device_index: int = 0, dram_mb: float | None = None) -> None:
+        self._question = _question(gpu, vram_mb, device_index, dram_mb)
+        self.hw, self.index, self.host_mode = planning_hardware(gpu, vram_mb, device_index, dram_mb)
+        self._plans: list[Plan] = []
+
+    @classmethod
+    def reuse(cls, snapshot: HardwareSnapshot | None, gpu: str | None = None,
+              vram_mb: float | None = None, device_index: int = 0,
+              dram_mb: float | None = None) -> HardwareSnapshot:
+        """`snapshot` when it was taken for these planning_hardware arguments,
+        else a fresh probe."""
+        if snapshot is not None and snapshot._question == _question(gpu, vram_mb, device_index, dram_mb):
+            return snapshot
+        return cls(gpu, vram_mb, device_index, dram_mb)
+
+    def plan(self, layout: Layout, **options: Any) -> Plan:
+        """Plan.create(layout, self.hw, **options), or the plan made here
+        before for a layout of the same content and the same options as
+        libvram reads them (auto mode reads none of MANUAL_VALUES)."""
+        wanted = make_options(**options).to_dict()
+        for plan in self._plans:
+            if _same_options(plan.options(), wanted) and (
+                    plan.layout is layout or plan.layout.json(True) == layout.json(True)):
+                return plan
+        plan = Plan.create(layout, self.hw, **options)
+        self._plans.append(plan)
+        return plan
+
+
+def _same_options(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a["auto_hardware_tuning"] and b["auto_hardware_tuning"]:
+        a, b = ({k: v for k, v in d.items() if k not in MANUAL_VALUES} for d in (a, b))
+    return a == b
 
 
 def check_option_range(name: str, value: Any, option: str | None = None,

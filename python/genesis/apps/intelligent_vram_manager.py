@@ -24,7 +24,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from genesis.planning import SwapOptions, check_option_range, layout_for_model, planning_hardware
+from genesis.planning import HardwareSnapshot, SwapOptions, check_option_range, layout_for_model
 from genesis.vram import Hardware, Layout, MemoryStats, Plan
 
 logger = logging.getLogger("genesis.vram_manager")
@@ -87,20 +87,27 @@ class IntelligentVRAMManager:
         self.model: Any = None
         self.last_config: dict[str, Any] | None = None
 
+    def snapshot(self, reuse: HardwareSnapshot | None = None) -> HardwareSnapshot:
+        """`reuse` when it was taken for this manager's settings, else a fresh
+        probe (live memory numbers) with the simulation applied."""
+        return HardwareSnapshot.reuse(reuse, self.gpu, self.vram_mb, self.device_index, self.dram_mb)
+
     def hardware(self) -> tuple[Hardware, int, bool]:
         """Fresh probe (live memory numbers) with the simulation applied."""
-        return planning_hardware(self.gpu, self.vram_mb, self.device_index, self.dram_mb)
+        s = self.snapshot()
+        return s.hw, s.index, s.host_mode
 
     @property
     def host_mode(self) -> bool:
         return self.hardware()[2]
 
-    def get_memory_stats(self) -> MemoryStats:
+    def get_memory_stats(self, snapshot: HardwareSnapshot | None = None) -> MemoryStats:
         """The seed's fields: vram_used_mb, vram_total_mb, vram_usage_percent,
-        dram_used_mb, dram_total_mb, dram_usage_percent (and more)."""
-        hw, index, host = self.hardware()
-        stats = hw.memory_stats(index)
-        extra = {"host_backend": host, "vram_threshold_percent": self.vram_threshold_percent,
+        dram_used_mb, dram_total_mb, dram_usage_percent (and more).
+        snapshot: read from it instead of probing (see snapshot())."""
+        s = self.snapshot(snapshot)
+        stats = s.hw.memory_stats(s.index)
+        extra = {"host_backend": s.host_mode, "vram_threshold_percent": self.vram_threshold_percent,
                  "vram_threshold_mb": stats.vram_total_mb * self.vram_threshold_percent / 100}
         return dataclasses.replace(stats, extra=extra)
 
@@ -220,10 +227,13 @@ def calculate_optimal_blockswap_config(
     debug: bool = False,
     log: LogFn | None = None,
     manager: IntelligentVRAMManager | None = None,
+    hardware: HardwareSnapshot | None = None,
     **plan_options: Any,
 ) -> dict[str, Any]:
     """libvram's plan for a model of `model_size_mb` in `num_layers` blocks
     (or, better, for the loaded `model` / the manager's attached model).
+    hardware: the generation's snapshot (manager.snapshot()) to plan against
+    and keep the plan in, instead of a fresh probe.
 
     Returns blocks_to_swap, num_cuda_streams, bandwidth_target (what the
     seed's step 2 reads) plus the whole plan: summary (dict), blocks,
@@ -244,8 +254,9 @@ def calculate_optimal_blockswap_config(
         width=width, height=height, frames=frames, text_tokens=text_tokens,
         passes_per_step=passes_per_step)
     opts.validate(source["num_layers"], source["vace_layers"])
-    hw, index, host = mgr.hardware()
-    plan = Plan.create(layout, hw, **{**opts.plan_kwargs(index), **plan_options})
+    snap = mgr.snapshot(hardware)
+    hw, index, host = snap.hw, snap.index, snap.host_mode
+    plan = snap.plan(layout, **{**opts.plan_kwargs(index), **plan_options})
     s = plan.summary()
     explanation = plan.explain("zh")
     config: dict[str, Any] = {

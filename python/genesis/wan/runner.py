@@ -188,7 +188,8 @@ class WanGenerator:
         on_gpu = self.device.startswith("cuda")
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()
-        session = swap.place(loaded, setup.args, self.device, log=emit, debug=req.vram.vram_debug_mode, video=video)
+        session = swap.place(loaded, setup.args, self.device, log=emit, debug=req.vram.vram_debug_mode, video=video,
+                             hardware=setup.hardware)
         finished = False
         try:
             check_cancel()

@@ -4,10 +4,13 @@ swapping is on, else the whole pipeline on the device."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .loading import LoadedModel
 from .vram_setup import LogFn
+
+if TYPE_CHECKING:
+    from genesis.planning import HardwareSnapshot
 
 
 class Placement:
@@ -60,10 +63,12 @@ def place(
     log: LogFn,
     debug: bool = False,
     video: dict[str, Any] | None = None,
+    hardware: HardwareSnapshot | None = None,
 ) -> Placement:
     """Puts the pipeline on `device`; with block-swap args, the transformers'
     blocks go to libvram instead (video: width/height/frames/passes_per_step
-    for the plan)."""
+    for the plan; hardware: the generation's snapshot, taken before anything
+    was placed, with step 2's plan in it)."""
     from genesis.blockswap import apply_block_swap
     from genesis.phases import PHASE_OF, Phases
 
@@ -73,14 +78,20 @@ def place(
         return Placement([])
     handles: list[Any] = []
     try:
-        for t in loaded.transformers:
+        for i, t in enumerate(loaded.transformers):
+            # Wan2.2 A14B's second expert probes again: it must see the
+            # memory the first one's engine took.
             handles.append(
-                apply_block_swap(t, mode="intelligent", device=device, vram_debug_mode=False, log=log, **(video or {}), **args)
+                apply_block_swap(t, mode="intelligent", device=device, vram_debug_mode=False, log=log,
+                                 hardware=hardware if i == 0 else None, **(video or {}), **args)
             )
         # Text encoder, transformer(s) and VAE share the GPU, or take turns
-        # when libvram says they don't fit together.
+        # when libvram says they don't fit together. Their layout counts the
+        # swapped transformers' footprint, so they plan against the snapshot
+        # taken before anything was placed.
         components = {name: getattr(pipe, name, None) for name in PHASE_OF}
-        phases = Phases(components, device=device, log=log if debug else None, **(video or {})).install(pipe)
+        phases = Phases(components, device=device, log=log if debug else None, hardware=hardware,
+                        **(video or {})).install(pipe)
     except Exception:
         for h in handles:
             h.remove()

@@ -8,7 +8,10 @@ every decision comes from genesis.apps.intelligent_vram_manager (libvram).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from genesis.planning import HardwareSnapshot
 
 LogFn = Callable[[str], None]
 
@@ -42,6 +45,9 @@ class SwapSetup:
     stats: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    # The one probe of this generation, with step 2's plan in it: block
+    # swapping and phases plan against it (genesis.wan.swap.place).
+    hardware: HardwareSnapshot | None = None
 
 
 def log_memory_stats(stats: Any, log: LogFn) -> None:
@@ -94,7 +100,8 @@ def build_block_swap_args(
     debug = s.vram_debug_mode
     try:
         vram_manager = get_vram_manager(s.vram_threshold_percent)
-        stats = vram_manager.get_memory_stats()
+        hardware = vram_manager.snapshot()
+        stats = vram_manager.get_memory_stats(hardware)
         if debug:
             log_memory_stats(stats, log)
         common = {**common_plan_flags(s), "vram_threshold_percent": s.vram_threshold_percent}
@@ -109,6 +116,7 @@ def build_block_swap_args(
             vram_threshold=s.vram_threshold_percent,
             auto_hardware_tuning=s.auto_hardware_tuning,
             model=model,
+            hardware=hardware,
             **manual,
             **common_plan_flags(s),
             **(plan_context or {}),
@@ -148,7 +156,7 @@ def build_block_swap_args(
             log("")
         log("✓ 智能 VRAM 管理已启用")
         config = {k: v for k, v in optimal_config.items() if k not in ("blocks", "explanation", "explanation_en", "plan_json")}
-        return SwapSetup(args=args, mode=mode, stats=stats.to_dict(), config=config)
+        return SwapSetup(args=args, mode=mode, stats=stats.to_dict(), config=config, hardware=hardware)
     except Exception as e:  # the seed's behaviour: report, then run without swapping
         log(f"[ERROR] 智能 VRAM 管理初始化失败: {e}")
         if debug:
