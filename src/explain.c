@@ -79,7 +79,7 @@ static const explain_text text_zh = {
     .none = "无",
     .unknown = "未知",
     .enabled = "✓ 智能 VRAM 管理已启用",
-    .arrangements = {"均匀分散", "最后 N 块", "最前 N 块"},
+    .arrangements = {"均匀分散", "最后 N 块", "最前 N 块", "均匀分散，末块流式"},
 };
 
 static const explain_text text_en = {
@@ -139,7 +139,7 @@ static const explain_text text_en = {
     .none = "none",
     .unknown = "unknown",
     .enabled = "✓ Intelligent VRAM management enabled",
-    .arrangements = {"spread", "last N", "first N"},
+    .arrangements = {"spread", "last N", "first N", "spread, last block streamed"},
 };
 
 static double mb(uint64_t bytes) { return (double)bytes / VRAM_MIB; }

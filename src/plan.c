@@ -15,14 +15,14 @@
  *   the blocks run, which is when the activations peak.
  *
  * Auto mode streams the fewest blocks that satisfy the cap and the budget,
- * tries three arrangements (spread, last N, first N) and 1..4 slots by
- * simulating the pipeline (plan_sim.c), keeps the fastest arrangement and
- * the smallest slot count within 1% of the best, then lowers the bandwidth
- * share while the predicted time stays within 1%. Manual mode takes the
- * block counts, copy streams and bandwidth share as given (an explicit
- * count is honoured even above the threshold: the user asked for it) and
- * still refuses a plan over the budget; blocks_to_swap = 0 is the automatic
- * count. Everything is a pure function of its inputs. */
+ * tries four arrangements (spread, last N, first N, spread-late) and 1..4
+ * slots by simulating the pipeline (plan_sim.c), keeps the fastest
+ * arrangement and the smallest slot count within 1% of the best, then
+ * lowers the bandwidth share while the predicted time stays within 1%.
+ * Manual mode takes the block counts, copy streams and bandwidth share as
+ * given (an explicit count is honoured even above the threshold: the user
+ * asked for it) and still refuses a plan over the budget; blocks_to_swap = 0
+ * is the automatic count. Everything is a pure function of its inputs. */
 #include "plan_internal.h"
 
 #include <math.h>
@@ -379,8 +379,10 @@ typedef struct choice {
 
 /* Picks arrangement and slot count for the given counts: every arrangement
  * whose memory and tiers hold is simulated with 1..4 slots within the
- * budget; the fastest arrangement wins (ties: the earlier, spread first),
- * then the fewest slots within 1% of its best time. */
+ * budget; the fastest arrangement wins (ties: the earlier, spread first and
+ * spread-late last, as spread is the better phase under a sync between
+ * passes, which the simulation does not model), then the fewest slots
+ * within 1% of its best time. */
 static choice best_arrangement(planner *p, int count_main, int count_vace, bool use_threshold,
                                double share) {
     choice best = {.found = false};

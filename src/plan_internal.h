@@ -15,6 +15,9 @@ typedef enum vram_arrangement {
     VRAM_ARR_SPREAD = 0, /* evenly between resident ones (Bresenham) */
     VRAM_ARR_LAST = 1,   /* the last N (kijai's WanVideoBlockSwap) */
     VRAM_ARR_FIRST = 2,  /* the first N */
+    /* spread one phase later: block 0 resident, the last block streamed;
+     * after spread so that ties keep spread */
+    VRAM_ARR_SPREAD_LATE = 3,
     VRAM_ARR_COUNT
 } vram_arrangement;
 

@@ -24,6 +24,8 @@ const char *vram_arrangement_name(int arrangement) {
         return "last";
     case VRAM_ARR_FIRST:
         return "first";
+    case VRAM_ARR_SPREAD_LATE:
+        return "spread-late";
     default:
         return "unknown";
     }
@@ -37,15 +39,20 @@ void vram_arrange(int arrangement, int lo, int hi, int count, unsigned char *str
             s = i >= n - count;
         else if (arrangement == VRAM_ARR_FIRST)
             s = i < count;
-        else /* Bresenham on the rounded-up share: exactly `count`, evenly spaced;
-                block 0 streams and the last block stays resident (unless all
-                stream). Block 0: under a sync between passes the copy engine idles
-                until the first streamed block's slot frees, which is then one
-                block's compute rather than every block up to it; the cost is one
-                unhidden copy on the very first pass. The resident last block: in
-                back-to-back passes block 0's copy hides behind it (streaming both
-                ends leaves that copy exposed when both share a slot). */
-            s = ((int64_t)(i + 1) * count + n - 1) / n > ((int64_t)i * count + n - 1) / n;
+        else {
+            /* Bresenham on the rounded-up share: exactly `count`, evenly spaced;
+               block 0 streams and the last block stays resident (unless all
+               stream). Block 0: under a sync between passes the copy engine idles
+               until the first streamed block's slot frees, which is then one
+               block's compute rather than every block up to it; the cost is one
+               unhidden copy on the very first pass. The resident last block: in
+               back-to-back passes block 0's copy hides behind it (streaming both
+               ends leaves that copy exposed when both share a slot). Spread-late
+               rounds down instead (block 0 resident, the last block streamed):
+               back to back that phase is sometimes slightly faster. */
+            int64_t up = arrangement == VRAM_ARR_SPREAD_LATE ? 0 : n - 1;
+            s = ((int64_t)(i + 1) * count + up) / n > ((int64_t)i * count + up) / n;
+        }
         streamed[lo + i] = s;
     }
 }

@@ -840,6 +840,90 @@ static void test_simulator(void) {
     CHECK(st[0] && st[9]);
     vram_arrange(VRAM_ARR_SPREAD, 0, 10, 0, st);
     CHECK(!st[0] && !st[9]);
+    /* spread-late, the phase before 4960d1f: the same spacing, block 0
+     * resident and the last block streamed */
+    vram_arrange(VRAM_ARR_SPREAD_LATE, 0, 10, 5, st);
+    CHECK(!st[0] && st[1] && !st[2] && st[3] && !st[8] && st[9]);
+    for (int count = 1; count < 40; count++) {
+        vram_arrange(VRAM_ARR_SPREAD_LATE, 0, 40, count, sp);
+        int got = 0;
+        for (int i = 0; i < 40; i++)
+            got += sp[i];
+        CHECK_INT(got, count);
+        CHECK(!sp[0] && sp[39]);
+    }
+    vram_arrange(VRAM_ARR_SPREAD_LATE, 0, 10, 10, st);
+    CHECK(st[0] && st[9]);
+    vram_arrange(VRAM_ARR_SPREAD_LATE, 0, 10, 0, st);
+    CHECK(!st[0] && !st[9]);
+    CHECK_STR(vram_arrangement_name(VRAM_ARR_SPREAD_LATE), "spread-late");
+}
+
+/* Simulates a plan's blocks with another arrangement of the same count
+ * (pinned, one copy stream, slots in streamed order as the planner gives). */
+static double simulate_as(const vram_plan *p, int arrangement) {
+    int n = p->sum.block_count, ordinal = 0;
+    unsigned char st[64];
+    vram_sim_block b[64];
+    if (n > 64)
+        return -1;
+    vram_arrange(arrangement, 0, n, p->sum.streamed_count, st);
+    double copy_ms = p->sum.block_copy_ms;
+    for (int i = 0; i < n; i++)
+        b[i] = (vram_sim_block){.compute_ms = p->blocks[i].compute_ms,
+                                .dma_ms = st[i] ? copy_ms : 0,
+                                .slot = st[i] ? ordinal++ % p->sum.slot_count : -1};
+    return vram_simulate(b, n, 1, true, NULL, NULL);
+}
+
+/* The planner takes spread-late only where the simulation finds it strictly
+ * faster back to back; on a tie spread stays (it is the better phase with a
+ * sync between passes, which the simulation does not model). */
+static void test_spread_late(void) {
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    /* A100 40GB, i2v-14B, threshold 30, 4,590 tokens: 25 of 40 stream
+     * through 2 slots and spread leaves one copy exposed */
+    vram_hw *a100 = make_hw("A100 40GB", 131072, 98304);
+    vram_layout *i2v = catalog("wan2.1-i2v-14b", VRAM_DTYPE_BF16);
+    o.vram_threshold_percent = 30;
+    o.width = 544;
+    o.height = 432;
+    o.frames = 17;
+    vram_plan *p = NULL;
+    CHECK_OK(vram_plan_create(i2v, a100, &o, &p));
+    if (p) {
+        check_invariants(p, "spread-late");
+        CHECK_INT(p->arrangement, VRAM_ARR_SPREAD_LATE);
+        CHECK_INT(p->sum.block_count, 40);
+        CHECK_INT(p->sum.streamed_count, 25);
+        CHECK_INT(p->blocks[0].placement, VRAM_PLACE_RESIDENT);
+        CHECK_INT(p->blocks[39].placement, VRAM_PLACE_STREAMED);
+        CHECK(p->sum.pinned_bytes == p->sum.streamed_bytes && p->sum.copy_streams == 1);
+        CHECK_NEAR(p->sum.bandwidth_target, 1.0, 0);
+        double late = simulate_as(p, VRAM_ARR_SPREAD_LATE);
+        CHECK_NEAR(late, p->sum.predicted_forward_ms, 1e-6);
+        CHECK(simulate_as(p, VRAM_ARR_SPREAD) > late * 1.001);
+    }
+    vram_plan_free(p);
+    /* the 14B on a 4090: every copy hides, so all arrangements tie at the
+     * compute time and spread stays */
+    vram_hw *rtx = make_hw("RTX 4090", 131072, 98304);
+    vram_layout *t2v = catalog("wan2.1-t2v-14b", VRAM_DTYPE_BF16);
+    vram_plan_options_init(&o);
+    p = NULL;
+    CHECK_OK(vram_plan_create(t2v, rtx, &o, &p));
+    if (p) {
+        CHECK(p->sum.streamed_count > 0);
+        CHECK_NEAR(p->sum.predicted_forward_ms, p->sum.resident_forward_ms, 1e-6);
+        CHECK_INT(p->arrangement, VRAM_ARR_SPREAD);
+        CHECK_INT(p->blocks[0].placement, VRAM_PLACE_STREAMED);
+    }
+    vram_plan_free(p);
+    vram_layout_free(i2v);
+    vram_layout_free(t2v);
+    vram_hw_free(a100);
+    vram_hw_free(rtx);
 }
 
 /* The seed's fallback (size and layer count only) plans the same way. */
@@ -875,6 +959,7 @@ int main(void) {
     test_tiers_and_vace();
     test_does_not_fit();
     test_reference_pipeline();
+    test_spread_late();
     test_from_size();
     CHECK_DONE();
 }
