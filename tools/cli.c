@@ -54,60 +54,55 @@ typedef struct opt_spec {
     const char *name;
     enum opt_kind kind;
     size_t offset;   /* into cli_args */
-    double min, max; /* numbers (0, 0: a plan option, see plan_ranges) */
+    double min, max; /* numbers, unless plan_option gives libvram's range */
     unsigned commands;
     bool manual;     /* setting it implies --manual */
     size_t flag_offset; /* bool set when given (0 = none) */
+    const char *plan_option; /* the numeric plan option it sets (NULL = none) */
 } opt_spec;
 
 #define OFF(field) offsetof(cli_args, field)
+/* Sets the numeric plan option `field`, within libvram's range for it. */
+#define PLAN_NUM(flag, kind, field, manual) \
+    {flag, kind, OFF(plan.field), 0, 0, CMD(CLI_PLAN), manual, 0, #field}
 static const opt_spec specs[] = {
-    {"--gpu", OPT_STRING, OFF(gpu), 0, 0, HW_CMDS, false, 0},
-    {"--vram-total", OPT_DOUBLE, OFF(vram_total_mb), 1, 1e8, HW_CMDS, false, OFF(have_vram_total)},
-    {"--vram-used", OPT_DOUBLE, OFF(vram_used_mb), 0, 1e8, HW_CMDS, false, OFF(have_vram_used)},
-    {"--dram-total", OPT_DOUBLE, OFF(dram_total_mb), 1, 1e9, HW_CMDS, false, OFF(have_dram_total)},
+    {"--gpu", OPT_STRING, OFF(gpu), 0, 0, HW_CMDS, false, 0, NULL},
+    {"--vram-total", OPT_DOUBLE, OFF(vram_total_mb), 1, 1e8, HW_CMDS, false, OFF(have_vram_total),
+     NULL},
+    {"--vram-used", OPT_DOUBLE, OFF(vram_used_mb), 0, 1e8, HW_CMDS, false, OFF(have_vram_used),
+     NULL},
+    {"--dram-total", OPT_DOUBLE, OFF(dram_total_mb), 1, 1e9, HW_CMDS, false, OFF(have_dram_total),
+     NULL},
     {"--dram-available", OPT_DOUBLE, OFF(dram_available_mb), 0, 1e9, HW_CMDS, false,
-     OFF(have_dram_available)},
+     OFF(have_dram_available), NULL},
     {"--measured-bandwidth", OPT_DOUBLE, OFF(plan.measured_h2d_gbps), 0.01, 10000,
-     CMD(CLI_PLAN), false, 0},
-    {"--model", OPT_STRING, OFF(model), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--dtype", OPT_DTYPE, OFF(dtype), 0, 0, CMD(CLI_PLAN) | CMD(CLI_MODELS), false, 0},
-    {"--width", OPT_INT, OFF(plan.width), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--height", OPT_INT, OFF(plan.height), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--frames", OPT_INT, OFF(plan.frames), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--threshold", OPT_DOUBLE, OFF(plan.vram_threshold_percent), 0, 0, CMD(CLI_PLAN), false,
-     0},
-    {"--manual", OPT_FLAG, OFF(manual_flag_given), 0, 0, CMD(CLI_PLAN), true, 0},
-    {"--blocks-to-swap", OPT_INT, OFF(plan.blocks_to_swap), 0, 0, CMD(CLI_PLAN), true, 0},
-    {"--streams", OPT_INT, OFF(plan.num_cuda_streams), 0, 0, CMD(CLI_PLAN), true, 0},
-    {"--bandwidth", OPT_DOUBLE, OFF(plan.bandwidth_target), 0, 0, CMD(CLI_PLAN), true, 0},
-    {"--vace-blocks", OPT_INT, OFF(plan.vace_blocks_to_swap), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--offload-txt-emb", OPT_FLAG, OFF(plan.offload_txt_emb), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--offload-img-emb", OPT_FLAG, OFF(plan.offload_img_emb), 0, 0, CMD(CLI_PLAN), false, 0},
+     CMD(CLI_PLAN), false, 0, NULL},
+    {"--model", OPT_STRING, OFF(model), 0, 0, CMD(CLI_PLAN), false, 0, NULL},
+    {"--dtype", OPT_DTYPE, OFF(dtype), 0, 0, CMD(CLI_PLAN) | CMD(CLI_MODELS), false, 0, NULL},
+    PLAN_NUM("--width", OPT_INT, width, false),
+    PLAN_NUM("--height", OPT_INT, height, false),
+    PLAN_NUM("--frames", OPT_INT, frames, false),
+    PLAN_NUM("--threshold", OPT_DOUBLE, vram_threshold_percent, false),
+    {"--manual", OPT_FLAG, OFF(manual_flag_given), 0, 0, CMD(CLI_PLAN), true, 0, NULL},
+    PLAN_NUM("--blocks-to-swap", OPT_INT, blocks_to_swap, true),
+    PLAN_NUM("--streams", OPT_INT, num_cuda_streams, true),
+    PLAN_NUM("--bandwidth", OPT_DOUBLE, bandwidth_target, true),
+    PLAN_NUM("--vace-blocks", OPT_INT, vace_blocks_to_swap, false),
+    {"--offload-txt-emb", OPT_FLAG, OFF(plan.offload_txt_emb), 0, 0, CMD(CLI_PLAN), false, 0,
+     NULL},
+    {"--offload-img-emb", OPT_FLAG, OFF(plan.offload_img_emb), 0, 0, CMD(CLI_PLAN), false, 0,
+     NULL},
     {"--measured-block-ms", OPT_DOUBLE, OFF(plan.measured_block_ms), 0.001, 1e6, CMD(CLI_PLAN),
-     false, 0},
-    {"--max-pinned", OPT_DOUBLE, OFF(plan.max_pinned_mb), 1, 1e9, CMD(CLI_PLAN), false, 0},
-    {"--debug", OPT_FLAG, OFF(debug), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--lang", OPT_LANG, OFF(lang), 0, 0, CMD(CLI_PLAN), false, 0},
-    {"--json", OPT_FLAG, OFF(json), 0, 0, ~0u, false, 0},
-    {"--tensors", OPT_FLAG, OFF(tensors), 0, 0, CMD(CLI_INSPECT), false, 0},
-    {"--backend", OPT_BACKEND, OFF(backend), 0, 0, CMD(CLI_BENCH), false, 0},
-    {"--size", OPT_DOUBLE, OFF(bench_mb), 1, 65536, CMD(CLI_BENCH), false, 0},
-    {"--no-save", OPT_FLAG, OFF(no_save), 0, 0, CMD(CLI_BENCH), false, 0},
+     false, 0, NULL},
+    {"--max-pinned", OPT_DOUBLE, OFF(plan.max_pinned_mb), 1, 1e9, CMD(CLI_PLAN), false, 0, NULL},
+    {"--debug", OPT_FLAG, OFF(debug), 0, 0, CMD(CLI_PLAN), false, 0, NULL},
+    {"--lang", OPT_LANG, OFF(lang), 0, 0, CMD(CLI_PLAN), false, 0, NULL},
+    {"--json", OPT_FLAG, OFF(json), 0, 0, ~0u, false, 0, NULL},
+    {"--tensors", OPT_FLAG, OFF(tensors), 0, 0, CMD(CLI_INSPECT), false, 0, NULL},
+    {"--backend", OPT_BACKEND, OFF(backend), 0, 0, CMD(CLI_BENCH), false, 0, NULL},
+    {"--size", OPT_DOUBLE, OFF(bench_mb), 1, 65536, CMD(CLI_BENCH), false, 0, NULL},
+    {"--no-save", OPT_FLAG, OFF(no_save), 0, 0, CMD(CLI_BENCH), false, 0, NULL},
 };
-
-/* Options that set a numeric plan option take libvram's range for it. */
-#define PLAN_RANGE(field) {OFF(plan.field), #field}
-static const struct {
-    size_t offset;
-    const char *field;
-} plan_ranges[] = {
-    PLAN_RANGE(width),          PLAN_RANGE(height),
-    PLAN_RANGE(frames),         PLAN_RANGE(vram_threshold_percent),
-    PLAN_RANGE(blocks_to_swap), PLAN_RANGE(num_cuda_streams),
-    PLAN_RANGE(bandwidth_target), PLAN_RANGE(vace_blocks_to_swap),
-};
-#undef PLAN_RANGE
 
 /* Options whose meaning is a negation of a plan switch. */
 static const struct {
@@ -189,10 +184,8 @@ static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char 
         if (sp->kind == OPT_INT && v != floor(v))
             return failf(err, errlen, "%s: '%s' is not a whole number", sp->name, value);
         vram_option_range r = {.size = sizeof r, .min = sp->min, .max = sp->max};
-        for (size_t n = 0; n < sizeof plan_ranges / sizeof plan_ranges[0]; n++)
-            if (plan_ranges[n].offset == sp->offset &&
-                vram_plan_option_range(plan_ranges[n].field, &r) != VRAM_OK)
-                return failf(err, errlen, "%s: %s", sp->name, vram_last_error());
+        if (sp->plan_option && vram_plan_option_range(sp->plan_option, &r) != VRAM_OK)
+            return failf(err, errlen, "%s: %s", sp->name, vram_last_error());
         if (v < r.min || v > r.max)
             return failf(err, errlen, "%s: %s is out of range (%g-%g)", sp->name, value, r.min,
                          r.max);
@@ -248,7 +241,7 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errlen) {
         /* --streams is shared by plan (copy streams) and bench (max streams). */
         if (a->command == CLI_BENCH && strcmp(arg, "--streams") == 0) {
             static const opt_spec bench_streams = {"--streams", OPT_INT, OFF(bench_streams),
-                                                   1, 16, CMD(CLI_BENCH), false, 0};
+                                                   1, 16, CMD(CLI_BENCH), false, 0, NULL};
             if (i + 1 >= argc)
                 return failf(err, errlen, "%s needs a value", arg);
             if (parse_value(&bench_streams, argv[++i], a, err, errlen))
