@@ -88,6 +88,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from gpu_report import fmt, table  # bench/, this script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 GB = 1e9
 GIB = 2**30
@@ -748,12 +750,6 @@ class Bench:
         (self.out / "results.md").write_text(markdown(doc))
 
 
-def fmt(v: Any, scale: float = 1.0, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v / scale:.{digits}f}"
-
-
 def markdown(doc: dict[str, Any]) -> str:
     m = doc["meta"]
     bw = m.get("bandwidth", {})
@@ -774,24 +770,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "b2b s, streamed bytes / pinned bandwidth)",
         f"- command: `{m.get('command')}`",
         "",
-        "| mode | tokens | median s | min–max s | bound s | × bound | b2b s | b2b × bound | "
-        "peak VRAM GB | host RSS GB | pinned GB | streamed GB/fwd | max diff | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *table(doc["results"]),
     ]
-    for r in doc["results"]:
-        if "median_s" not in r:
-            lines.append(f"| {r['mode']} | {r['tokens']} |" + " – |" * 12 + " "
-                         f"{(r.get('error') or r.get('note') or '').replace('|', '/')} |")
-            continue
-        lines.append(
-            f"| {r['mode']} | {r['tokens']} | {fmt(r['median_s'])} | "
-            f"{fmt(r['min_s'])}–{fmt(r['max_s'])} | {fmt(r.get('bound_s'))} | "
-            f"{fmt(r.get('vs_bound'), 1, 2)} | {fmt(r.get('b2b_s'))} | "
-            f"{fmt(r.get('b2b_vs_bound'), 1, 2)} | {fmt(r.get('peak_vram_bytes'), GB, 2)} | "
-            f"{fmt(r.get('host_rss_bytes'), GB, 1)} | {fmt(r.get('pinned_bytes'), GB, 2)} | "
-            f"{fmt(r.get('streamed_bytes_per_forward'), GB, 2)} | "
-            f"{fmt(r.get('max_abs_diff_vs_resident'), 1, 4)} | "
-            f"{'; '.join(n for n in (r.get('note'), r.get('b2b_note')) if n).replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

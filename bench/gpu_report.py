@@ -15,6 +15,7 @@ the benchmark issue are checked from the same rows.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,31 +52,42 @@ def combine(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def fmt(v: Any, scale: float = 1.0, digits: int = 3) -> str:
-    return "–" if v is None else f"{v / scale:.{digits}f}"
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v / scale:.{digits}f}"
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
-    b2b = any("b2b_s" in r for r in rows)
+    """The results table, one row per result: gpu_bench.py's results.md and
+    the combined table here. The b2b columns when any row has them, the run
+    column when the rows come from combine(); the note is the first sentence
+    of the error, else the notes."""
+    b2b = any("b2b_s" in r or "b2b_note" in r for r in rows)
+    runs = any("run" in r for r in rows)
     head = ["mode", "tokens", "median s", "min–max s", "bound s", "× bound"]
     head += ["b2b s", "b2b × bound"] if b2b else []
-    head += ["peak VRAM GB", "host RSS GB", "pinned GB", "streamed GB/fwd", "max diff", "run",
-             "note"]
+    head += ["peak VRAM GB", "host RSS GB", "pinned GB", "streamed GB/fwd", "max diff"]
+    head += ["run"] if runs else []
+    head += ["note"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        note = (r.get("error") or r.get("note") or "").replace("|", "/").split(". ")[0]
-        if "median_s" not in r and "," in r["run"]:
-            note = f"{r['run'].split(',')[0]}: {note}"
+        note = (r.get("error") or "; ".join(n for n in (r.get("note"), r.get("b2b_note")) if n))
+        note = note.replace("|", "/").split(". ")[0]
+        run = [r["run"]] if runs else []
         if "median_s" not in r:
-            cells = [r["mode"], str(r["tokens"])] + ["–"] * (len(head) - 4) + [r["run"], note]
-        else:
-            cells = [r["mode"], str(r["tokens"]), fmt(r["median_s"]),
-                     f"{fmt(r['min_s'])}–{fmt(r['max_s'])}", fmt(r.get("bound_s")),
-                     fmt(r.get("vs_bound"), digits=2)]
-            cells += [fmt(r.get("b2b_s")), fmt(r.get("b2b_vs_bound"), digits=2)] if b2b else []
-            cells += [fmt(r.get("peak_vram_bytes"), GB, 2), fmt(r.get("host_rss_bytes"), GB, 1),
-                      fmt(r.get("pinned_bytes"), GB, 2),
-                      fmt(r.get("streamed_bytes_per_forward"), GB, 2),
-                      fmt(r.get("max_abs_diff_vs_resident"), digits=4), r["run"], note]
+            if "," in r.get("run", ""):
+                note = f"{r['run'].split(',')[0]}: {note}"
+            out.append("| " + " | ".join([r["mode"], str(r["tokens"])]
+                                         + ["–"] * (len(head) - 3 - len(run)) + run + [note])
+                       + " |")
+            continue
+        cells = [r["mode"], str(r["tokens"]), fmt(r["median_s"]),
+                 f"{fmt(r['min_s'])}–{fmt(r['max_s'])}", fmt(r.get("bound_s")),
+                 fmt(r.get("vs_bound"), digits=2)]
+        cells += [fmt(r.get("b2b_s")), fmt(r.get("b2b_vs_bound"), digits=2)] if b2b else []
+        cells += [fmt(r.get("peak_vram_bytes"), GB, 2), fmt(r.get("host_rss_bytes"), GB, 1),
+                  fmt(r.get("pinned_bytes"), GB, 2), fmt(r.get("streamed_bytes_per_forward"), GB, 2),
+                  fmt(r.get("max_abs_diff_vs_resident"), digits=4)] + run + [note]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
