@@ -6,13 +6,20 @@
 #           compile, re-plan, OOM retry, soak)            about 6 minutes
 #   bench   bench/gpu_bench.py (all modes, 24 GB cap)      up to 9 minutes;
 #           further arguments go to gpu_bench.py (--modes, --budget-s)
-#   all     checks and bench in one
-#           call, each stage cut to fit about 9 minutes in all
+#   all     checks and bench in one call, each stage cut to fit about 9
+#           minutes in all
 # Each stage first runs `vram bench`, cached for the planner.
 # Results go to $OUT (the device tool brings them back): at most 8 files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-checks}
+case "$what" in
+all | checks | bench) ;;
+*)
+  echo "usage: device_run.sh all|checks|bench [gpu_bench.py arguments]" >&2
+  exit 2
+  ;;
+esac
 out=${OUT:-out/device}
 mkdir -p "$out"
 cj=/tmp/cjson
@@ -36,25 +43,29 @@ status=0
 start=$SECONDS
 export VRAM_CACHE_DIR=/tmp/vram-cache
 timeout 60 build-gpu/vram bench 2>&1 | tee "$out/vram_bench.log" || status=1
+# run_checks SECONDS_C SECONDS_PYTHON; run_bench SECONDS [gpu_bench.py arguments]
+run_checks() {
+  BUILD_DIR=build-gpu timeout "$1" bash scripts/gpu_check.sh 2>&1 | tee "$out/gpu_check.log" ||
+    status=1
+  timeout "$2" python3 scripts/gpu_check_python.py 2>&1 | tee "$out/gpu_check_python.log" ||
+    status=1
+}
+run_bench() {
+  local limit=$1
+  shift
+  timeout "$limit" python3 bench/gpu_bench.py --out "$out/gpu-bench" "$@" 2>&1 |
+    tee "$out/gpu_bench.log" || status=1
+}
 case "$what" in
 all)
-  BUILD_DIR=build-gpu timeout 150 bash scripts/gpu_check.sh 2>&1 | tee "$out/gpu_check.log" || status=1
-  timeout 150 python3 scripts/gpu_check_python.py 2>&1 | tee "$out/gpu_check_python.log" || status=1
+  run_checks 150 150
   left=$((520 - (SECONDS - start)))
-  timeout "$left" python3 bench/gpu_bench.py --out "$out/gpu-bench" --budget-s $((left - 90)) \
-    2>&1 | tee "$out/gpu_bench.log" || status=1
+  run_bench "$left" --budget-s $((left - 90))
   ;;
-checks)
-  BUILD_DIR=build-gpu timeout 300 bash scripts/gpu_check.sh 2>&1 | tee "$out/gpu_check.log" || status=1
-  timeout 200 python3 scripts/gpu_check_python.py 2>&1 | tee "$out/gpu_check_python.log" || status=1
-  ;;
+checks) run_checks 300 200 ;;
 bench)
   shift
-  timeout 540 python3 bench/gpu_bench.py --out "$out/gpu-bench" "$@" 2>&1 | tee "$out/gpu_bench.log" || status=1
-  ;;
-*)
-  echo "usage: device_run.sh all|checks|bench" >&2
-  exit 2
+  run_bench 540 "$@"
   ;;
 esac
 exit $status
