@@ -628,6 +628,8 @@ class Bench:
                                "streamed_block_indices": list(st["streamed_blocks"]),
                                "slots": plan["slot_count"], "copy_streams": plan["copy_streams"],
                                "predicted_forward_s": plan["predicted_forward_ms"] / 1e3,
+                               # passes_per_step=1: a forward, then a sync (the synced loop)
+                               "predicted_synced_s": plan["predicted_step_ms"] / 1e3,
                                "predicted_peak_bytes": plan["predicted_peak_bytes"],
                                "engine_device_bytes": eng.get("device_bytes"),
                                "overlap_ratio": eng.get("overlap_ratio"),

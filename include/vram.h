@@ -452,10 +452,14 @@ typedef struct vram_plan_summary {
     double block_compute_ms;        /* per block, mean */
     bool compute_measured;
     double block_copy_ms;           /* per streamed block, mean */
-    double predicted_forward_ms;    /* simulated one pass */
+    double predicted_forward_ms;    /* one pass, passes back to back */
     double resident_forward_ms;     /* same model all resident */
     double copy_bound_ms;           /* streamed bytes / bandwidth */
     int tokens;
+    /* One sampling step: passes_per_step passes back to back, then the
+     * caller synchronizes (a scheduler reading a value back does); what
+     * the planner minimises. */
+    double predicted_step_ms;
 } vram_plan_summary;
 
 typedef struct vram_block_plan {
@@ -564,7 +568,9 @@ VRAM_API int vram_engine_release(vram_engine *eng, int block, void *stream);
 /* Waits for all copies issued so far. */
 VRAM_API int vram_engine_synchronize(vram_engine *eng);
 /* Declares the execution order (block indices; default 0..n-1). Prefetch
- * follows it and wraps around into the next pass. */
+ * follows it and wraps around into the next pass, there filling one slot
+ * fewer than it has (at least one), so that after a synchronize between
+ * passes the next pass's copies start at once. */
 VRAM_API int vram_engine_set_order(vram_engine *eng, const int *blocks, int count);
 /* Copies a resident block's device bytes, or a slot's current bytes, back
  * (for tests). */

@@ -12,7 +12,8 @@
  *     first waits on freed[slot], so the GPU can never overwrite a slot in
  *     use and the copies never run more than K blocks ahead;
  *   - prefetch walks the execution order (wrapping into the next pass) and
- *     keeps the next min(K, streamed) blocks in slots.
+ *     keeps the next min(K, streamed) blocks in slots; across the end of a
+ *     pass one slot fewer (see prefetch).
  * Slots are assigned at run time rather than fixed per block: in the
  * default order this is the planner's round robin, and it keeps working
  * for any order, for acquires out of order, and reuses a slot's contents
@@ -115,6 +116,7 @@ struct vram_engine {
     int *order, norder;
     int *seq, m; /* streamed blocks in order */
     int cons;    /* position in seq of the next expected acquire */
+    bool pass_end; /* the pass's last streamed block was the latest acquired */
     bool running;
     /* Stats. */
     bool base_live;
@@ -522,9 +524,19 @@ static void note_peak(vram_engine *eng) {
 
 /* Keeps the next min(K, streamed) blocks of the order in slots (async
  * copies only), then records the peak of slots in use: every change of
- * slot occupancy ends here. */
+ * slot occupancy ends here.
+ * Once the pass's last streamed block is acquired, and slots are reused
+ * (more streamed blocks than slots), it fills one slot fewer (K - 1, at
+ * least 1): a caller that synchronizes between passes (a timing loop, a
+ * sampler step reading a value back) then starts the next pass with a free
+ * slot, so the copy engine starts at once instead of idling until the first
+ * streamed block's compute frees one (the 4,590-token gap on the H100).
+ * Back to back, the host issues that copy at the next pass's first acquire;
+ * when the host runs ahead of the device (CUDA) the device sees no change. */
 static int prefetch(vram_engine *eng) {
     int st = VRAM_OK, w = eng->async && eng->m > 0 ? window(eng) : 0;
+    if (eng->pass_end && eng->m > eng->nslots && w > 1)
+        w--;
     for (int i = 0; i < w && st == VRAM_OK; i++) {
         int b = eng->seq[(eng->cons + i) % eng->m];
         if (eng->blocks[b].slot >= 0)
@@ -611,6 +623,7 @@ static void rebuild_sequence(vram_engine *eng) {
         }
     }
     eng->cons = 0;
+    eng->pass_end = false;
 }
 
 /* Per block: placement, tier, sizes and the tensors' file ranges (a block's
@@ -1070,6 +1083,7 @@ static int acquire_locked(vram_engine *eng, int block, void *stream, uint64_t *a
             bl->in_use = true;
             if (bl->pos >= 0)
                 eng->cons = (bl->pos + 1) % eng->m;
+            eng->pass_end = bl->pos == eng->m - 1;
             st = prefetch(eng);
         }
         if (st == VRAM_OK)

@@ -71,11 +71,11 @@ static const explain_text text_zh = {
     .copy = "每块拷贝",
     .measured = "实测",
     .estimated = "估计",
-    .forward = "预测每次前向",
+    .forward = "预测每次前向（连续）",
     .all_resident = "全部常驻",
     .copy_bound = "拷贝下限",
     .step = "预测每步",
-    .passes = "次前向",
+    .passes = "次前向，然后同步",
     .none = "无",
     .unknown = "未知",
     .enabled = "✓ 智能 VRAM 管理已启用",
@@ -131,11 +131,11 @@ static const explain_text text_en = {
     .copy = "Copy per block",
     .measured = "measured",
     .estimated = "estimated",
-    .forward = "Predicted per forward",
+    .forward = "Predicted per forward (back to back)",
     .all_resident = "all resident",
     .copy_bound = "copy bound",
     .step = "Predicted per step",
-    .passes = "forward(s)",
+    .passes = "forward(s), then a sync",
     .none = "none",
     .unknown = "unknown",
     .enabled = "✓ Intelligent VRAM management enabled",
@@ -253,9 +253,8 @@ static void explain_text_format(vram_strbuf *b, const vram_plan *plan, const exp
     vram_strbuf_printf(b, "\n  %s: %.1fms (%s %.1fms, %s %.1fms)\n", t->forward,
                        s->predicted_forward_ms, t->all_resident, s->resident_forward_ms,
                        t->copy_bound, s->copy_bound_ms);
-    vram_strbuf_printf(b, "  %s: %.1fms (%d %s)\n", t->step,
-                       s->predicted_forward_ms * o->passes_per_step, o->passes_per_step,
-                       t->passes);
+    vram_strbuf_printf(b, "  %s: %.1fms (%d %s)\n", t->step, s->predicted_step_ms,
+                       o->passes_per_step, t->passes);
     vram_strbuf_printf(b, "\n%s\n", t->enabled);
 }
 
@@ -306,6 +305,7 @@ static bool add_summary(cJSON *o, const vram_plan_summary *s) {
     BOOL(compute_measured);
     NUM(block_copy_ms);
     NUM(predicted_forward_ms);
+    NUM(predicted_step_ms);
     NUM(resident_forward_ms);
     NUM(copy_bound_ms);
     NUM(tokens);
@@ -360,8 +360,6 @@ static int explain_json(const vram_plan *plan, char **out) {
     ADD(cJSON_AddNumberToObject(sum, "block_phase_peak_bytes", (double)plan->block_peak_bytes));
     ADD(cJSON_AddNumberToObject(sum, "embedding_phase_peak_bytes",
                                 (double)plan->early_peak_bytes));
-    ADD(cJSON_AddNumberToObject(sum, "predicted_step_ms",
-                                plan->sum.predicted_forward_ms * plan->opts.passes_per_step));
     ok = add_options(opts, &plan->opts) && ok;
     ADD(cJSON_AddStringToObject(mem, "gpu_name", m->gpu_name));
     ADD(cJSON_AddBoolToObject(mem, "gpu_simulated", m->gpu_simulated));

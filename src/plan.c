@@ -364,10 +364,11 @@ static void build_sim(planner *p, int slots, double share) {
     }
 }
 
-static double simulate(planner *p, int slots, double share, double *copy_start,
-                       double *compute_start) {
+/* Mean time per pass of a sampling step (passes_per_step passes, then a
+ * synchronize): what candidates are ranked by. */
+static double step_pass_ms(planner *p, int slots, double share) {
     build_sim(p, slots < 1 ? 1 : slots, share);
-    return vram_simulate(p->sim, p->n, copy_streams(p), p->async, copy_start, compute_start);
+    return vram_simulate_steps(p->sim, p->n, copy_streams(p), p->async, p->o->passes_per_step);
 }
 
 /* The best plan found for one candidate count. */
@@ -379,10 +380,8 @@ typedef struct choice {
 
 /* Picks arrangement and slot count for the given counts: every arrangement
  * whose memory and tiers hold is simulated with 1..4 slots within the
- * budget; the fastest arrangement wins (ties: the earlier, spread first and
- * spread-late last, as spread is the better phase under a sync between
- * passes, which the simulation does not model), then the fewest slots
- * within 1% of its best time. */
+ * budget; the fastest arrangement wins (ties: the earlier, spread first),
+ * then the fewest slots within 1% of its best time. */
 static choice best_arrangement(planner *p, int count_main, int count_vace, bool use_threshold,
                                double share) {
     choice best = {.found = false};
@@ -402,7 +401,7 @@ static choice best_arrangement(planner *p, int count_main, int count_vace, bool 
         int top = min_slots;
         double fastest = 0;
         for (int k = min_slots; k <= max_slots && peak(p, &f, k) <= p->budget; k++) {
-            times[k] = simulate(p, k, share, NULL, NULL);
+            times[k] = step_pass_ms(p, k, share);
             if (k == min_slots || times[k] < fastest)
                 fastest = times[k];
             top = k;
@@ -588,10 +587,10 @@ static int search_count(planner *p, int vace_count, bool use_threshold, double s
  * even if compute runs twice as fast as predicted (estimates from a profile
  * can be that far off until the first measured forward replaces them). */
 static double pick_share(planner *p, const choice *ch) {
-    double full = simulate(p, ch->slots, 1.0, NULL, NULL);
+    double full = step_pass_ms(p, ch->slots, 1.0);
     for (int step = 2; step < 20; step++) {
         double share = step * 0.05;
-        if (simulate(p, ch->slots, share, NULL, NULL) <= full * SAME_TIME)
+        if (step_pass_ms(p, ch->slots, share) <= full * SAME_TIME)
             return share * 2 < 1.0 ? share * 2 : 1.0;
     }
     return 1.0;
@@ -641,7 +640,9 @@ static int fill_summary(planner *p, vram_plan *plan, const vram_gpu_info *gi, co
         free(compute_start);
         return vram_fail(VRAM_E_NOMEM, "out of memory planning %d blocks", p->n);
     }
-    s->predicted_forward_ms = simulate(p, ch->slots, share, copy_start, compute_start);
+    s->predicted_step_ms = step_pass_ms(p, ch->slots, share) * o->passes_per_step;
+    s->predicted_forward_ms =
+        vram_simulate(p->sim, p->n, copy_streams(p), p->async, copy_start, compute_start);
     double compute_sum = 0, copy_sum = 0;
     for (int i = 0; i < p->n; i++) {
         vram_block_plan *b = &plan->blocks[i];

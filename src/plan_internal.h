@@ -44,6 +44,17 @@ typedef struct vram_sim_block {
 double vram_simulate(const vram_sim_block *b, int n, int streams, bool async,
                      double *copy_start, double *compute_start);
 
+/* Mean time per pass when the caller synchronizes after every
+ * `passes_per_sync` passes, as a sampler's step does (a scheduler moving a
+ * CPU value to the GPU waits for the compute stream): the passes of a step
+ * run back to back; across its end the engine has prefetched only
+ * max(1, slots - 1) blocks, the sync waits for those copies too (as
+ * torch.cuda.synchronize does; a stream sync would not, so this errs slow),
+ * and the next step's other copies and its compute start after it. The
+ * steady-state step (the second of two) is reported. */
+double vram_simulate_steps(const vram_sim_block *b, int n, int streams, bool async,
+                           int passes_per_sync);
+
 /* What the plan saw of the hardware, so explain needs no hw. */
 typedef struct vram_plan_memory {
     char gpu_name[VRAM_NAME_MAX];

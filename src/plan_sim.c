@@ -59,57 +59,126 @@ void vram_arrange(int arrangement, int lo, int hi, int count, unsigned char *str
 
 static double max2(double a, double b) { return a > b ? a : b; }
 
+/* The GPU's state as the simulation goes. */
+typedef struct sim_state {
+    double slot_free[VRAM_PLAN_MAX_SLOTS];
+    double stream_free[VRAM_PLAN_MAX_STREAMS];
+    double stage_free, link_free, compute_end;
+    int streams, ordinal;
+    bool async;
+} sim_state;
+
+static sim_state sim_begin(int streams, bool async) {
+    sim_state s = {.async = async, .streams = streams};
+    if (s.streams < 1)
+        s.streams = 1;
+    if (s.streams > VRAM_PLAN_MAX_STREAMS)
+        s.streams = VRAM_PLAN_MAX_STREAMS;
+    return s;
+}
+
+/* The copy of streamed block `blk`, not before `floor`; *end gets when it
+ * ends, the return value when it starts. */
+static double sim_copy(sim_state *s, const vram_sim_block *blk, double floor, double *end) {
+    double cs;
+    if (s->async) {
+        int k = s->ordinal % s->streams;
+        double ready = max2(max2(s->slot_free[blk->slot], s->stream_free[k]), floor);
+        double dma_ready = ready;
+        cs = ready;
+        if (blk->stage_ms > 0) {
+            cs = max2(ready, s->stage_free);
+            s->stage_free = cs + blk->stage_ms;
+            dma_ready = s->stage_free;
+        }
+        double ds = max2(dma_ready, s->link_free);
+        if (blk->stage_ms <= 0)
+            cs = ds;
+        *end = ds + blk->dma_ms;
+        s->link_free = *end;
+        s->stream_free[k] = *end;
+    } else {
+        cs = max2(s->compute_end, floor);
+        *end = cs + blk->stage_ms + blk->dma_ms;
+    }
+    s->ordinal++;
+    return cs;
+}
+
+/* Block `blk`'s compute, after the previous block's, its copy (ending at
+ * copy_end; 0 for resident blocks) and `floor`; returns its start. */
+static double sim_compute(sim_state *s, const vram_sim_block *blk, double copy_end, double floor) {
+    double start = max2(max2(s->compute_end, copy_end), floor);
+    s->compute_end = start + blk->compute_ms;
+    if (blk->slot >= 0)
+        s->slot_free[blk->slot] = s->compute_end;
+    return start;
+}
+
 double vram_simulate(const vram_sim_block *b, int n, int streams, bool async,
                      double *copy_start, double *compute_start) {
-    double slot_free[VRAM_PLAN_MAX_SLOTS] = {0};
-    double stream_free[VRAM_PLAN_MAX_STREAMS] = {0};
-    double stage_free = 0, link_free = 0, compute_end = 0, pass1_end = 0;
-    if (streams < 1)
-        streams = 1;
-    if (streams > VRAM_PLAN_MAX_STREAMS)
-        streams = VRAM_PLAN_MAX_STREAMS;
-    int ordinal = 0;
+    sim_state s = sim_begin(streams, async);
+    double pass1_end = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < n; i++) {
-            const vram_sim_block *blk = &b[i];
-            double start = compute_end;
-            if (blk->slot >= 0) {
-                double cs, ce;
-                if (async) {
-                    int s = ordinal % streams;
-                    double ready = max2(slot_free[blk->slot], stream_free[s]);
-                    double dma_ready = ready;
-                    cs = ready;
-                    if (blk->stage_ms > 0) {
-                        cs = max2(ready, stage_free);
-                        stage_free = cs + blk->stage_ms;
-                        dma_ready = stage_free;
-                    }
-                    double ds = max2(dma_ready, link_free);
-                    if (blk->stage_ms <= 0)
-                        cs = ds;
-                    ce = ds + blk->dma_ms;
-                    link_free = ce;
-                    stream_free[s] = ce;
-                } else {
-                    cs = compute_end;
-                    ce = cs + blk->stage_ms + blk->dma_ms;
-                }
-                ordinal++;
-                start = max2(start, ce);
-                if (pass == 1 && copy_start)
-                    copy_start[i] = cs - pass1_end;
-            } else if (pass == 1 && copy_start) {
-                copy_start[i] = 0;
-            }
-            compute_end = start + blk->compute_ms;
-            if (blk->slot >= 0)
-                slot_free[blk->slot] = compute_end;
+            double ce = 0, cs = 0;
+            if (b[i].slot >= 0)
+                cs = sim_copy(&s, &b[i], 0, &ce);
+            double start = sim_compute(&s, &b[i], ce, 0);
+            if (pass == 1 && copy_start)
+                copy_start[i] = b[i].slot >= 0 ? cs - pass1_end : 0;
             if (pass == 1 && compute_start)
                 compute_start[i] = start - pass1_end;
         }
         if (pass == 0)
-            pass1_end = compute_end;
+            pass1_end = s.compute_end;
     }
-    return compute_end - pass1_end;
+    return s.compute_end - pass1_end;
+}
+
+double vram_simulate_steps(const vram_sim_block *b, int n, int streams, bool async,
+                           int passes_per_sync) {
+    sim_state s = sim_begin(streams, async);
+    int slots = 0, streamed = 0;
+    for (int i = 0; i < n; i++)
+        if (b[i].slot >= 0) {
+            streamed++;
+            if (b[i].slot >= slots)
+                slots = b[i].slot + 1;
+        }
+    /* What the engine prefetches across a step's end (see prefetch in
+     * engine.c): one slot fewer than it has, once slots are reused. */
+    int cross = !async ? 0 : streamed <= slots ? streamed : slots > 1 ? slots - 1 : 1;
+    if (passes_per_sync < 1)
+        passes_per_sync = 1;
+    double sync = 0, measured_from = 0, cross_end[VRAM_PLAN_MAX_SLOTS];
+    for (int step = 0; step < 3; step++) {
+        int ncross = 0;
+        if (step > 0) {
+            /* The next step's first copies are queued before the sync
+             * returns, and the sync waits for them. */
+            for (int i = 0; i < n && ncross < cross; i++)
+                if (b[i].slot >= 0)
+                    sim_copy(&s, &b[i], sync, &cross_end[ncross++]);
+            sync = max2(s.compute_end, s.link_free);
+            if (step == 2)
+                break;
+            measured_from = sync;
+        }
+        for (int pass = 0; pass < passes_per_sync; pass++) {
+            int j = 0;
+            for (int i = 0; i < n; i++) {
+                double ce = 0;
+                if (b[i].slot >= 0) {
+                    if (pass == 0 && j < ncross)
+                        ce = cross_end[j];
+                    else
+                        sim_copy(&s, &b[i], sync, &ce);
+                    j++;
+                }
+                sim_compute(&s, &b[i], ce, sync);
+            }
+        }
+    }
+    return (sync - measured_from) / passes_per_sync;
 }

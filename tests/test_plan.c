@@ -794,6 +794,20 @@ static void test_simulator(void) {
     double two = vram_simulate(c, 2, 2, true, NULL, NULL);
     CHECK_NEAR(one, 24, 1e-9);
     CHECK_NEAR(two, 20, 1e-9);
+    /* A sync after every pass (steps of one pass): 3 streamed blocks, 2 slots,
+     * copy-bound. Across a step's end only block 0 is prefetched (one slot
+     * stays free), so block 1's copy starts as the step does: 32 ms a step
+     * (with both slots filled, 34). */
+    vram_sim_block d[3] = {
+        {.compute_ms = 2, .dma_ms = 10, .slot = 0},
+        {.compute_ms = 2, .dma_ms = 10, .slot = 1},
+        {.compute_ms = 2, .dma_ms = 10, .slot = 0},
+    };
+    CHECK_NEAR(vram_simulate_steps(d, 3, 1, true, 1), 32, 1e-9);
+    CHECK_NEAR(vram_simulate(d, 3, 1, true, NULL, NULL), 32, 1e-9);
+    /* synchronous copies: each pass is every copy plus every compute */
+    CHECK_NEAR(vram_simulate_steps(d, 3, 1, false, 1), 36, 1e-9);
+    CHECK_NEAR(vram_simulate_steps(d, 3, 1, false, 2), 36, 1e-9);
     /* arrangements */
     unsigned char st[10];
     vram_arrange(VRAM_ARR_SPREAD, 0, 10, 5, st);
@@ -828,6 +842,17 @@ static void test_simulator(void) {
         spread[i] = (vram_sim_block){.compute_ms = 10, .dma_ms = sp[i] ? 5 : 0,
                                      .slot = sp[i] ? ordinal++ % 2 : -1};
     CHECK_NEAR(vram_simulate(spread, 40, 1, true, NULL, NULL), 400, 1e-9);
+    /* Wan 14B at 4,590 tokens on an H100 under a 24 GB cap: 24 of 40 stream,
+     * a copy 12.8 ms, a block 7.2 ms. With a sync after every pass it stays
+     * within 2% of the bound (24 x 12.8 ms) with 2 slots, 1% with 3. */
+    vram_arrange(VRAM_ARR_SPREAD, 0, 40, 24, sp);
+    for (int slots = 2; slots <= 3; slots++) {
+        for (int i = 0, ordinal = 0; i < 40; i++)
+            spread[i] = (vram_sim_block){.compute_ms = 7.2, .dma_ms = sp[i] ? 12.8 : 0,
+                                         .slot = sp[i] ? ordinal++ % slots : -1};
+        double synced = vram_simulate_steps(spread, 40, 1, true, 1);
+        CHECK(synced >= 24 * 12.8 - 1e-9 && synced <= 24 * 12.8 * (slots == 2 ? 1.02 : 1.01));
+    }
     /* a second group (VACE) is arranged within its own range */
     memset(sp, 0, sizeof sp);
     vram_arrange(VRAM_ARR_SPREAD, 40, 48, 3, sp);
@@ -860,8 +885,10 @@ static void test_simulator(void) {
 }
 
 /* Simulates a plan's blocks with another arrangement of the same count
- * (pinned, one copy stream, slots in streamed order as the planner gives). */
-static double simulate_as(const vram_plan *p, int arrangement) {
+ * (pinned, one copy stream, slots in streamed order as the planner gives):
+ * per pass back to back (steps = 0), or per pass of steps of that many
+ * passes with a sync after each. */
+static double simulate_as(const vram_plan *p, int arrangement, int steps) {
     int n = p->sum.block_count, ordinal = 0;
     unsigned char st[64];
     vram_sim_block b[64];
@@ -873,17 +900,19 @@ static double simulate_as(const vram_plan *p, int arrangement) {
         b[i] = (vram_sim_block){.compute_ms = p->blocks[i].compute_ms,
                                 .dma_ms = st[i] ? copy_ms : 0,
                                 .slot = st[i] ? ordinal++ % p->sum.slot_count : -1};
-    return vram_simulate(b, n, 1, true, NULL, NULL);
+    return steps ? vram_simulate_steps(b, n, 1, true, steps)
+                 : vram_simulate(b, n, 1, true, NULL, NULL);
 }
 
-/* The planner takes spread-late only where the simulation finds it strictly
- * faster back to back; on a tie spread stays (it is the better phase with a
- * sync between passes, which the simulation does not model). */
+/* The planner ranks arrangements by a sampling step (passes_per_step
+ * passes, then a sync) and takes spread-late only where that is strictly
+ * faster; on a tie spread stays. */
 static void test_spread_late(void) {
     vram_plan_options o;
     vram_plan_options_init(&o);
     /* A100 40GB, i2v-14B, threshold 30, 4,590 tokens: 25 of 40 stream
-     * through 2 slots and spread leaves one copy exposed */
+     * through 2 slots. Back to back spread-late would be faster (spread
+     * leaves one copy exposed), but not over a step with its sync. */
     vram_hw *a100 = make_hw("A100 40GB", 131072, 98304);
     vram_layout *i2v = catalog("wan2.1-i2v-14b", VRAM_DTYPE_BF16);
     o.vram_threshold_percent = 30;
@@ -893,19 +922,45 @@ static void test_spread_late(void) {
     vram_plan *p = NULL;
     CHECK_OK(vram_plan_create(i2v, a100, &o, &p));
     if (p) {
-        check_invariants(p, "spread-late");
-        CHECK_INT(p->arrangement, VRAM_ARR_SPREAD_LATE);
-        CHECK_INT(p->sum.block_count, 40);
+        check_invariants(p, "spread over a step");
+        CHECK_INT(p->arrangement, VRAM_ARR_SPREAD);
         CHECK_INT(p->sum.streamed_count, 25);
-        CHECK_INT(p->blocks[0].placement, VRAM_PLACE_RESIDENT);
-        CHECK_INT(p->blocks[39].placement, VRAM_PLACE_STREAMED);
         CHECK(p->sum.pinned_bytes == p->sum.streamed_bytes && p->sum.copy_streams == 1);
         CHECK_NEAR(p->sum.bandwidth_target, 1.0, 0);
-        double late = simulate_as(p, VRAM_ARR_SPREAD_LATE);
-        CHECK_NEAR(late, p->sum.predicted_forward_ms, 1e-6);
-        CHECK(simulate_as(p, VRAM_ARR_SPREAD) > late * 1.001);
+        double spread = simulate_as(p, VRAM_ARR_SPREAD, 2);
+        CHECK_NEAR(spread * 2, p->sum.predicted_step_ms, 1e-6);
+        CHECK_NEAR(simulate_as(p, VRAM_ARR_SPREAD, 0), p->sum.predicted_forward_ms, 1e-6);
+        CHECK(simulate_as(p, VRAM_ARR_SPREAD_LATE, 2) >= spread);
+        CHECK(simulate_as(p, VRAM_ARR_SPREAD_LATE, 0) < p->sum.predicted_forward_ms * 0.999);
     }
     vram_plan_free(p);
+    /* 23 equal blocks, 13 streamed, copy 1.7x compute: spread-late is the
+     * faster phase over a step. */
+    uint64_t sizes[23];
+    for (int i = 0; i < 23; i++)
+        sizes[i] = 64ull << 20;
+    vram_layout *even = NULL;
+    CHECK_OK(vram_layout_from_blocks(sizes, 23, 0, 0, &even));
+    vram_plan_options_init(&o);
+    o.auto_hardware_tuning = false;
+    o.blocks_to_swap = 13;
+    o.num_cuda_streams = 1;
+    o.bandwidth_target = 1.0;
+    o.measured_block_ms = 10;
+    o.measured_h2d_gbps = (double)(64ull << 20) / 17e6; /* 17 ms a copy */
+    p = NULL;
+    CHECK_OK(vram_plan_create(even, a100, &o, &p));
+    if (p) {
+        check_invariants(p, "spread-late");
+        CHECK_INT(p->arrangement, VRAM_ARR_SPREAD_LATE);
+        CHECK_INT(p->blocks[0].placement, VRAM_PLACE_RESIDENT);
+        CHECK_INT(p->blocks[22].placement, VRAM_PLACE_STREAMED);
+        double late = simulate_as(p, VRAM_ARR_SPREAD_LATE, 2);
+        CHECK_NEAR(late * 2, p->sum.predicted_step_ms, 1e-6);
+        CHECK(simulate_as(p, VRAM_ARR_SPREAD, 2) > late * 1.001);
+    }
+    vram_plan_free(p);
+    vram_layout_free(even);
     /* the 14B on a 4090: every copy hides, so all arrangements tie at the
      * compute time and spread stays */
     vram_hw *rtx = make_hw("RTX 4090", 131072, 98304);

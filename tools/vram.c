@@ -309,7 +309,8 @@ static int open_model(const cli_args *a, vram_layout **out) {
 
 static void print_plan_short(const vram_plan *p) {
     vram_plan_summary s = {.size = sizeof s};
-    if (vram_plan_get_summary(p, &s))
+    vram_plan_options o = {.size = sizeof o};
+    if (vram_plan_get_summary(p, &s) || vram_plan_get_options(p, &o))
         return;
     printf("mode: %s\n", s.manual ? "manual" : "auto");
     printf("blocks: %d resident, %d streamed (%d VACE) through %d slot(s), prefetch %d\n",
@@ -325,9 +326,11 @@ static void print_plan_short(const vram_plan *p) {
            "activations %.1f)\n",
            s.predicted_peak_bytes / MIB, s.budget_bytes / MIB, s.resident_bytes / MIB,
            s.rest_bytes / MIB, s.slot_bytes / MIB, s.activation_bytes / MIB);
-    printf("forward pass: %.1f ms predicted (all resident %.1f ms, copy bound %.1f ms) at %d "
-           "tokens\n",
+    printf("forward pass: %.1f ms predicted back to back (all resident %.1f ms, copy bound "
+           "%.1f ms) at %d tokens\n",
            s.predicted_forward_ms, s.resident_forward_ms, s.copy_bound_ms, s.tokens);
+    printf("sampling step: %.1f ms predicted (%d forward(s), then a sync)\n",
+           s.predicted_step_ms, o.passes_per_step);
 }
 
 static int cmd_plan(const cli_args *a) {

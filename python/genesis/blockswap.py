@@ -669,8 +669,7 @@ class BlockSwap:
         e = self.engine.stats() if self.engine is not None else {}
         return {
             "plan": s,
-            "predicted_step_ms": s["predicted_forward_ms"] * self.plan_kwargs.get(
-                "passes_per_step", 2),
+            "predicted_step_ms": s["predicted_step_ms"],
             "predicted_forward_ms": s["predicted_forward_ms"],
             "measured_block_ms": self.measured_block_ms,
             "bytes_streamed": e.get("bytes_copied", 0),

@@ -326,6 +326,7 @@ class PlanSummary(_Sized):
         ("resident_forward_ms", c_double),
         ("copy_bound_ms", c_double),
         ("tokens", c_int),
+        ("predicted_step_ms", c_double),
     ]
 
 
