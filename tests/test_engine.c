@@ -133,6 +133,16 @@ static vram_engine_options host_opts(void) {
     return eo;
 }
 
+/* An engine over f's plan with `eo`, every block holding its pattern; NULL
+ * (a failed check) when it cannot be made. */
+static vram_engine *filled_engine(const fixture *f, const vram_engine_options *eo) {
+    vram_engine *eng = NULL;
+    CHECK_OK(vram_engine_create(f->plan, f->layout, eo, &eng));
+    if (eng)
+        CHECK_OK(fill_all(eng, f->n));
+    return eng;
+}
+
 /* One pass: acquire in `acq` order, check bytes, compute delay, check
  * again (a premature copy into the slot would show here), release. */
 static void run_pass(vram_engine *eng, int n, const int *acq, int max_delay_us) {
@@ -157,13 +167,11 @@ static void test_integrity_random(void) {
             vram_engine_options eo = host_opts();
             eo.slot_count = slots[si];
             eo.copy_streams = streams[ci];
-            vram_engine *eng = NULL;
-            CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+            vram_engine *eng = filled_engine(&f, &eo);
             if (!eng) {
                 fixture_free(&f);
                 continue;
             }
-            CHECK_OK(fill_all(eng, f.n));
             int order[12], acq[12];
             for (int pass = 0; pass < 4; pass++) {
                 shuffle(order, f.n);
@@ -220,13 +228,11 @@ static void test_slot_never_overwritten_in_use(void) {
     vram_engine_options eo = host_opts();
     eo.slot_count = 2;
     eo.copy_streams = 2;
-    vram_engine *eng = NULL;
-    CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+    vram_engine *eng = filled_engine(&f, &eo);
     if (!eng) {
         fixture_free(&f);
         return;
     }
-    CHECK_OK(fill_all(eng, f.n));
     vram_backend *be = vram_engine_get_backend(eng);
     void *cs = NULL;
     CHECK_OK(be->ops->stream_create(be, &cs));
@@ -276,13 +282,11 @@ static void test_free_slot_across_passes(void) {
         vram_engine_options eo = host_opts();
         eo.slot_count = slots;
         eo.copy_streams = 1;
-        vram_engine *eng = NULL;
-        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        vram_engine *eng = filled_engine(&f, &eo);
         if (!eng) {
             fixture_free(&f);
             continue;
         }
-        CHECK_OK(fill_all(eng, f.n));
         vram_backend *be = vram_engine_get_backend(eng);
         void *cs = NULL;
         CHECK_OK(be->ops->stream_create(be, &cs));
@@ -360,13 +364,11 @@ static void test_copy_streams_switch(void) {
         vram_engine_options eo = host_opts();
         eo.slot_count = 3;
         eo.copy_streams = streams;
-        vram_engine *eng = NULL;
-        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        vram_engine *eng = filled_engine(&f, &eo);
         if (!eng) {
             fixture_free(&f);
             continue;
         }
-        CHECK_OK(fill_all(eng, f.n));
         int order[10];
         shuffle(order, f.n);
         CHECK_OK(vram_engine_set_order(eng, order, f.n));
@@ -396,13 +398,11 @@ static void test_async_switch(void) {
         eo.slot_count = 2;
         eo.async_copies = async;
         eo.host_bandwidth_gbps = 0.5; /* 0.5 ms per block: copies take time */
-        vram_engine *eng = NULL;
-        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        vram_engine *eng = filled_engine(&f, &eo);
         if (!eng) {
             fixture_free(&f);
             continue;
         }
-        CHECK_OK(fill_all(eng, f.n));
         int order[6];
         shuffle(order, f.n);
         for (int i = 0; i < f.n; i++) {
