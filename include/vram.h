@@ -411,6 +411,8 @@ typedef struct vram_option_range {
     bool min_excluded; /* only values above min (dram_usable_fraction) */
     bool integer;      /* an int field */
     int step;          /* > 0: value - min is a multiple of it (width, frames) */
+    bool manual_only;  /* read only with auto_hardware_tuning off (auto plans
+                          the same whatever its value) */
 } vram_option_range;
 
 /* The range of the vram_plan_options field `name` ("num_cuda_streams"), for

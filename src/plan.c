@@ -86,30 +86,32 @@ typedef struct option_rule {
     double min, max;     /* both allowed; max HUGE_VAL: no upper bound */
     bool min_excluded;   /* only values above min */
     int step;            /* > 0: value - min is a multiple of it */
+    bool manual_only;    /* read only with auto_hardware_tuning off */
     const char *note;    /* appended to the message */
 } option_rule;
 
-#define RULE(field, integer, min, max, min_excluded, step, note) \
-    {#field, offsetof(vram_plan_options, field), integer, min, max, min_excluded, step, note}
+#define RULE(field, integer, min, max, min_excluded, step, manual_only, note)                   \
+    {#field, offsetof(vram_plan_options, field), integer, min, max, min_excluded, step,       \
+     manual_only, note}
 static const option_rule rules[] = {
-    /*   field, integer, min, max, min_excluded, step, note */
-    RULE(gpu_index, true, 0, 1023, false, 0, ""),
-    RULE(vram_threshold_percent, false, 10, 95, false, 0, ""),
-    RULE(safety_reserve_percent, false, 0, 50, false, 0, ""),
-    RULE(dram_usable_fraction, false, 0, 1, true, 0, ""),
-    RULE(width, true, 16, 8192, false, 16, ""),
-    RULE(height, true, 16, 8192, false, 16, ""),
-    RULE(frames, true, 1, 1001, false, 4, " (81, 121)"),
-    RULE(text_tokens, true, 1, 4096, false, 0, ""),
-    RULE(passes_per_step, true, 1, 4, false, 0, ""),
-    RULE(blocks_to_swap, true, 0, 1 << 16, false, 0, ""),
-    RULE(num_cuda_streams, true, 1, VRAM_PLAN_MAX_STREAMS, false, 0, ""),
-    RULE(bandwidth_target, false, 0.1, 1.0, false, 0, ""),
-    RULE(vace_blocks_to_swap, true, 0, 15, false, 0, ""),
-    RULE(measured_h2d_gbps, false, 0, HUGE_VAL, false, 0, " (0 = not set)"),
-    RULE(measured_block_ms, false, 0, HUGE_VAL, false, 0, " (0 = not set)"),
-    RULE(max_pinned_mb, false, 0, HUGE_VAL, false, 0, " (0 = not set)"),
-    RULE(disk_gbps, false, 0.01, 1000, false, 0, ""),
+    /*   field, integer, min, max, min_excluded, step, manual_only, note */
+    RULE(gpu_index, true, 0, 1023, false, 0, false, ""),
+    RULE(vram_threshold_percent, false, 10, 95, false, 0, false, ""),
+    RULE(safety_reserve_percent, false, 0, 50, false, 0, false, ""),
+    RULE(dram_usable_fraction, false, 0, 1, true, 0, false, ""),
+    RULE(width, true, 16, 8192, false, 16, false, ""),
+    RULE(height, true, 16, 8192, false, 16, false, ""),
+    RULE(frames, true, 1, 1001, false, 4, false, " (81, 121)"),
+    RULE(text_tokens, true, 1, 4096, false, 0, false, ""),
+    RULE(passes_per_step, true, 1, 4, false, 0, false, ""),
+    RULE(blocks_to_swap, true, 0, 1 << 16, false, 0, true, ""),
+    RULE(num_cuda_streams, true, 1, VRAM_PLAN_MAX_STREAMS, false, 0, true, ""),
+    RULE(bandwidth_target, false, 0.1, 1.0, false, 0, true, ""),
+    RULE(vace_blocks_to_swap, true, 0, 15, false, 0, true, ""),
+    RULE(measured_h2d_gbps, false, 0, HUGE_VAL, false, 0, false, " (0 = not set)"),
+    RULE(measured_block_ms, false, 0, HUGE_VAL, false, 0, false, " (0 = not set)"),
+    RULE(max_pinned_mb, false, 0, HUGE_VAL, false, 0, false, " (0 = not set)"),
+    RULE(disk_gbps, false, 0.01, 1000, false, 0, false, ""),
 };
 #undef RULE
 #define RULE_COUNT (int)(sizeof rules / sizeof rules[0])
@@ -135,6 +137,7 @@ int vram_plan_option_range(const char *name, vram_option_range *out) {
     out->min_excluded = r->min_excluded;
     out->integer = r->integer;
     out->step = r->step;
+    out->manual_only = r->manual_only;
     return VRAM_OK;
 }
 

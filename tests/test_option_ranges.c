@@ -209,6 +209,58 @@ static void test_the_planner_enforces_them(void) {
     vram_layout_free(l);
 }
 
+/* The fields a range marks manual_only are those auto mode does not read:
+ * an auto plan is the same whatever their value; the others are not marked.
+ * (On 8 GiB the 12 blocks of 64 MiB partly stream, so there is a plan for
+ * streams, share and counts to change.) */
+static void test_manual_only(void) {
+    static const char *manual[] = {"blocks_to_swap", "num_cuda_streams", "bandwidth_target",
+                                   "vace_blocks_to_swap"};
+    vram_layout *l = blocks(12);
+    vram_hw *hw = NULL;
+    CHECK_OK(vram_hw_probe_dram_only(&hw));
+    CHECK_OK(vram_hw_set_vram(hw, 0, 8192, 0));
+    CHECK_OK(vram_hw_set_dram(hw, 65536, 49152));
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    o.vram_threshold_percent = 10;
+    vram_plan *base = NULL;
+    CHECK_OK(vram_plan_create(l, hw, &o, &base));
+    vram_plan_summary want = {.size = sizeof want};
+    if (base)
+        CHECK_OK(vram_plan_get_summary(base, &want));
+    CHECK(want.streamed_count > 0 && want.resident_count > 0);
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        bool expected = false;
+        for (int m = 0; m < 4; m++)
+            expected |= strcmp(fields[i].name, manual[m]) == 0;
+        vram_option_range r = range_of(fields[i].name);
+        CHECK_INT(r.manual_only, expected);
+        if (!r.manual_only)
+            continue;
+        vram_plan_options changed = o;
+        char *field = (char *)&changed + fields[i].offset;
+        if (fields[i].integer)
+            *(int *)field = (int)(r.max < 12 ? r.max : 12);
+        else
+            *(double *)field = r.min;
+        vram_plan *p = NULL;
+        CHECK_OK(vram_plan_create(l, hw, &changed, &p));
+        vram_plan_summary got = {.size = sizeof got};
+        if (p)
+            CHECK_OK(vram_plan_get_summary(p, &got));
+        CHECK_INT(got.streamed_count, want.streamed_count);
+        CHECK_INT(got.slot_count, want.slot_count);
+        CHECK_INT(got.copy_streams, want.copy_streams);
+        CHECK_NEAR(got.bandwidth_target, want.bandwidth_target, 0);
+        CHECK_NEAR(got.predicted_step_ms, want.predicted_step_ms, 0);
+        vram_plan_free(p);
+    }
+    vram_plan_free(base);
+    vram_hw_free(hw);
+    vram_layout_free(l);
+}
+
 /* vram_plan_stream_more lowers the threshold by 10, not below its minimum:
  * 15 -> 10 (on 8 GiB: 15% keeps all 12 blocks, 10% streams some). */
 static void test_stream_more_stops_at_the_minimum(void) {
@@ -257,6 +309,7 @@ int main(void) {
     test_bounds_are_what_validation_enforces();
     test_seed_ranges();
     test_the_planner_enforces_them();
+    test_manual_only();
     test_stream_more_stops_at_the_minimum();
     test_unknown_names();
     CHECK_DONE();

@@ -9,12 +9,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .vram import Hardware, Layout, Plan, option_range
-from .vram.plan import make_options
+from .vram.plan import make_options, manual_only_options
 
 ENV_SIMULATE_GPU = "GENESIS_SIMULATE_GPU"
-
-# vram.h: read only when auto_hardware_tuning is off.
-MANUAL_VALUES = ("blocks_to_swap", "num_cuda_streams", "bandwidth_target")
 
 
 def planning_hardware(gpu: str | None = None, vram_mb: float | None = None,
@@ -84,7 +81,7 @@ class HardwareSnapshot:
     def plan(self, layout: Layout, **options: Any) -> Plan:
         """Plan.create(layout, self.hw, **options), or the plan made here
         before for a layout of the same content and the same options as
-        libvram reads them (auto mode reads none of MANUAL_VALUES)."""
+        libvram reads them (auto mode reads none of manual_only_options)."""
         wanted = make_options(**options).to_dict()
         for plan in self._plans:
             if _same_options(plan.options(), wanted) and (
@@ -97,7 +94,8 @@ class HardwareSnapshot:
 
 def _same_options(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if a["auto_hardware_tuning"] and b["auto_hardware_tuning"]:
-        a, b = ({k: v for k, v in d.items() if k not in MANUAL_VALUES} for d in (a, b))
+        manual = manual_only_options()
+        a, b = ({k: v for k, v in d.items() if k not in manual} for d in (a, b))
     return a == b
 
 

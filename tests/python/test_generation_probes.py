@@ -105,10 +105,11 @@ def test_snapshot_plans_each_question_once() -> None:
         # What step 2 hands block swapping in auto mode: the plan's own
         # numbers as the manual values, which auto mode does not read.
         auto = dict(VIDEO, blocks_to_swap=s["streamed_count"], num_cuda_streams=max(1, s["copy_streams"]),
-                    bandwidth_target=s["bandwidth_target"])
+                    bandwidth_target=s["bandwidth_target"], vace_blocks_to_swap=1)
         assert snap.plan(Layout.from_size(1000, 10), **auto) is first
         assert plans.call_count == 1
-        assert snap.plan(Layout.from_size(1000, 10), **auto, auto_hardware_tuning=False) is not first
+        manual = dict(auto, vace_blocks_to_swap=0, auto_hardware_tuning=False)  # no VACE here
+        assert snap.plan(Layout.from_size(1000, 10), **manual) is not first
         assert snap.plan(Layout.from_size(1000, 12), **VIDEO) is not first
         assert snap.plan(Layout.from_size(1000, 10), **dict(VIDEO, vram_threshold_percent=40)) is not first
         assert plans.call_count == 4

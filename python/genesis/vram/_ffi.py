@@ -283,6 +283,7 @@ class OptionRange(_Sized):
         ("min_excluded", c_bool),
         ("integer", c_bool),
         ("step", c_int),
+        ("manual_only", c_bool),
     ]
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 from typing import Any
 
 from . import _ffi
 from ._handle import Handle
-from .errors import check
+from .errors import NotFound, check
 from .hardware import Hardware
 from .layout import Layout
 
@@ -26,13 +27,28 @@ def default_options() -> dict[str, Any]:
 
 def option_range(name: str) -> dict[str, Any]:
     """vram_plan_option_range: the values libvram allows for the numeric plan
-    option `name`: min, max (inf: unbounded), min_excluded, integer, step.
+    option `name`: min, max (inf: unbounded), min_excluded, integer, step,
+    manual_only.
     NotFound when `name` is not a numeric option. blocks_to_swap and
     vace_blocks_to_swap are further bounded by the model's block counts."""
     r = _ffi.OptionRange.new()
     check(_ffi.lib.vram_plan_option_range(name.encode(), ctypes.byref(r)),
           "vram_plan_option_range")
     return r.to_dict()
+
+
+@functools.cache
+def manual_only_options() -> frozenset[str]:
+    """The plan options libvram reads only with auto_hardware_tuning off (their
+    ranges say manual_only): an auto plan is the same whatever their values."""
+    names = set()
+    for name in OPTION_NAMES:
+        try:
+            if option_range(name)["manual_only"]:
+                names.add(name)
+        except NotFound:  # a switch or an index: no range
+            pass
+    return frozenset(names)
 
 
 def make_options(**options: Any) -> _ffi.PlanOptions:
