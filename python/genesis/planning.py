@@ -8,8 +8,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .vram import Hardware, Layout, Plan, option_range
-from .vram.plan import make_options, manual_only_options
+from .vram import Hardware, Layout, Plan, manual_only_options, option_range
+from .vram.plan import make_options
 
 ENV_SIMULATE_GPU = "GENESIS_SIMULATE_GPU"
 

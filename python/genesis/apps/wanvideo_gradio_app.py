@@ -311,16 +311,22 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
                     vram_threshold_percent = slider("vram_threshold_percent", value=d_thr, step=1, label=t("vram_threshold_percent"))
                     mode_status = gr.Markdown(vram_mode_text(t, d_swap, d_auto), elem_id="vram_mode")
                     with gr.Accordion(t("advanced"), open=True):
-                        blocks_to_swap = slider("blocks_to_swap", value=0, step=1, label=t("blocks_to_swap"), info=t("blocks_to_swap_info"), interactive=not d_auto)
+                        manual_only = vram.manual_only_options()
+
+                        def plan_slider(name: str, **kw: Any) -> gr.Slider:
+                            """Locked while auto tuning is on when auto mode does not read it."""
+                            return slider(name, label=t(name), interactive=not d_auto if name in manual_only else None, **kw)
+
+                        blocks_to_swap = plan_slider("blocks_to_swap", value=0, step=1, info=t("blocks_to_swap_info"))
                         with gr.Row():
                             enable_cuda_optimization = gr.Checkbox(value=True, label=t("enable_cuda_optimization"), elem_id="enable_cuda_optimization")
                             enable_dram_optimization = gr.Checkbox(value=True, label=t("enable_dram_optimization"), elem_id="enable_dram_optimization")
-                        num_cuda_streams = slider("num_cuda_streams", value=8, step=1, label=t("num_cuda_streams"), interactive=not d_auto)
-                        bandwidth_target = slider("bandwidth_target", value=0.8, step=0.05, label=t("bandwidth_target"), interactive=not d_auto)
+                        num_cuda_streams = plan_slider("num_cuda_streams", value=8, step=1)
+                        bandwidth_target = plan_slider("bandwidth_target", value=0.8, step=0.05)
                         with gr.Row():
                             offload_txt_emb = gr.Checkbox(value=False, label=t("offload_txt_emb"), elem_id="offload_txt_emb")
                             offload_img_emb = gr.Checkbox(value=False, label=t("offload_img_emb"), elem_id="offload_img_emb")
-                        vace_blocks_to_swap = slider("vace_blocks_to_swap", value=0, step=1, label=t("vace_blocks_to_swap"))
+                        vace_blocks_to_swap = plan_slider("vace_blocks_to_swap", value=0, step=1)
                         vram_debug_mode = gr.Checkbox(value=False, label=t("vram_debug_mode"), elem_id="vram_debug_mode")
             with gr.Column(scale=1):
                 generate_button = gr.Button(t("generate"), variant="primary", elem_id="generate")
@@ -340,15 +346,18 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
             queue=False,
         )
 
+        manual_controls = [c for c in (blocks_to_swap, num_cuda_streams, bandwidth_target, vace_blocks_to_swap)
+                           if c.elem_id in manual_only]
+
         def on_mode(swap_on: bool, auto: bool) -> tuple[Any, ...]:
             manual = gr.update(interactive=not auto)
-            return vram_mode_text(t, swap_on, auto), manual, manual, manual
+            return (vram_mode_text(t, swap_on, auto), *(manual for _ in manual_controls))
 
         for trigger in (block_swap_enabled, auto_hardware_tuning):
             trigger.change(
                 on_mode,
                 inputs=[block_swap_enabled, auto_hardware_tuning],
-                outputs=[mode_status, blocks_to_swap, num_cuda_streams, bandwidth_target],
+                outputs=[mode_status, *manual_controls],
                 queue=False,
             )
         vram_debug_mode.change(lambda on: gr.update(visible=bool(on)), inputs=[vram_debug_mode], outputs=[debug_log], queue=False)

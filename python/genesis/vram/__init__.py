@@ -35,7 +35,8 @@ from .errors import (
 )
 from .hardware import Hardware, MemoryStats, find_gpu_profile, gpu_profiles, memory_stats_json
 from .layout import Layout, catalog, dtype_from_name, dtype_name
-from .plan import OPTION_NAMES, Plan, default_options, make_options, option_range
+from .plan import (OPTION_NAMES, Plan, default_options, make_options, manual_only_options,
+                   option_range)
 
 __all__ = [
     "BACKENDS", "DoesNotFit", "DriverError", "Engine", "FormatError", "Hardware", "IOFailure",
@@ -43,7 +44,7 @@ __all__ = [
     "OutOfDeviceMemory", "OutOfHostMemory", "Plan", "RangeError", "StateError", "Unsupported",
     "VramError", "catalog", "check", "default_options", "dtype_from_name", "dtype_name",
     "find_gpu_profile", "gpu_profiles", "library_path", "make_options", "memory_stats_json",
-    "option_range", "version", "version_number", "EXPECTED_VERSION",
+    "manual_only_options", "option_range", "version", "version_number", "EXPECTED_VERSION",
 ]
 
 EXPECTED_VERSION = _ffi.EXPECTED_VERSION

@@ -177,11 +177,12 @@ def test_presets_set_the_controls(page: Page) -> None:
 def test_manual_mode_is_shown_and_enables_manual_controls(page: Page) -> None:
     page.preset("Memory Optimized")  # block swap on, auto tuning on
     page.wait_for(lambda: "自动调优" in page.text("vram_mode"), "auto mode line")
-    assert not page.enabled("blocks_to_swap") and not page.enabled("num_cuda_streams") and not page.enabled("bandwidth_target")
+    manual = ("blocks_to_swap", "num_cuda_streams", "bandwidth_target", "vace_blocks_to_swap")
+    assert not any(page.enabled(m) for m in manual)  # auto mode does not read them
+    assert page.enabled("vram_threshold_percent")
     page.click_checkbox("auto_hardware_tuning")
     page.wait_for(lambda: "手动" in page.text("vram_mode"), "manual mode line")
-    page.wait_for(lambda: page.enabled("blocks_to_swap") and page.enabled("num_cuda_streams") and page.enabled("bandwidth_target"),
-                  "manual controls enabled")
+    page.wait_for(lambda: all(page.enabled(m) for m in manual), "manual controls enabled")
     page.click_checkbox("block_swap_enabled")
     page.wait_for(lambda: "已关闭" in page.text("vram_mode"), "off mode line")
     page.preset("Default")
