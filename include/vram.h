@@ -492,7 +492,8 @@ VRAM_API int vram_plan_get_options(const vram_plan *plan, vram_plan_options *out
  * below 10); when that streams no more, or in manual mode, it plans
  * manually with blocks_to_swap = the main blocks `current` streams +
  * ceil(block_count / 8), at most all main blocks, and the VACE blocks it
- * streams. vram_plan_get_options on the new plan says what changed.
+ * streams (from an auto plan, with the copy streams and bandwidth share it
+ * chose). vram_plan_get_options on the new plan says what changed.
  * VRAM_E_DOES_NOT_FIT when nothing more can stream (or the planner's error
  * for the manual count); *out is left untouched on any failure. */
 VRAM_API int vram_plan_stream_more(const vram_plan *current, const vram_layout *layout,

@@ -914,6 +914,12 @@ int vram_plan_stream_more(const vram_plan *current, const vram_layout *layout, c
                          n_main, s->vace_streamed_count, n_vace, why);
     }
     int step = (s->block_count + 7) / 8;
+    if (o.auto_hardware_tuning) {
+        /* The manual values an auto plan holds were never read: go on with
+         * the copy streams and bandwidth share it chose. */
+        o.num_cuda_streams = s->copy_streams > 0 ? s->copy_streams : 1;
+        o.bandwidth_target = s->bandwidth_target;
+    }
     o.auto_hardware_tuning = false;
     o.blocks_to_swap = main_streamed + step < n_main ? main_streamed + step : n_main;
     o.vace_blocks_to_swap = s->vace_streamed_count;

@@ -97,13 +97,22 @@ static void test_auto_lowers_threshold(void) {
     CHECK_NEAR(got.vram_threshold_percent, 10, 0);
     CHECK_INT(before, 16);
     CHECK_INT(after, 18);
-    /* at the floor: manual, 18 + ceil(20/8) capped at 20 */
+    /* at the floor: manual, 18 + ceil(20/8) capped at 20, with the copy
+     * streams and share the auto plan chose (not the 8 and 0.8 it holds) */
     o.vram_threshold_percent = 10;
     got = more(l, hw, &o, &before, &after);
     CHECK(!got.auto_hardware_tuning);
     CHECK_NEAR(got.vram_threshold_percent, 10, 0);
     CHECK_INT(got.blocks_to_swap, N);
     CHECK_INT(after, N);
+    vram_plan *floor = plan(l, hw, &o);
+    if (floor) {
+        vram_plan_summary fs = summary(floor);
+        CHECK(fs.copy_streams != o.num_cuda_streams && fs.bandwidth_target != o.bandwidth_target);
+        CHECK_INT(got.num_cuda_streams, fs.copy_streams);
+        CHECK_NEAR(got.bandwidth_target, fs.bandwidth_target, 0);
+    }
+    vram_plan_free(floor);
     vram_hw_free(hw);
     vram_layout_free(l);
 }
@@ -121,6 +130,9 @@ static void test_auto_falls_back_to_manual(void) {
     CHECK_NEAR(got.vram_threshold_percent, 50, 0); /* not half-applied */
     CHECK_INT(got.blocks_to_swap, 3);
     CHECK_INT(after, 3);
+    /* nothing streamed before: one copy stream at full speed */
+    CHECK_INT(got.num_cuda_streams, 1);
+    CHECK_NEAR(got.bandwidth_target, 1.0, 0);
     vram_hw_free(hw);
     vram_layout_free(l);
 }

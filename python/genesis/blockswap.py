@@ -604,19 +604,16 @@ class BlockSwap:
             return False
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        base = self.plan
-        if base.options() != make_options(**self.plan_kwargs).to_dict():
-            # A plan shared with the seed's step 2 in auto mode stores other
-            # manual values: auto reads none, but the manual fallback keeps them.
-            base = Plan.create(self.layout, self.hw, **self.plan_kwargs)
         try:
-            plan = base.stream_more()
+            plan = self.plan.stream_more()
         except VramError as e:
             logger.warning("genesis block swap: out of memory, and no plan streams more: %s", e)
             return False
-        current = base.summary()["streamed_count"]
-        old = base.options()
-        self.plan_kwargs.update({k: v for k, v in plan.options().items() if old.get(k) != v})
+        current = self.plan.summary()["streamed_count"]
+        # Against our own options: a plan shared with the seed's step 2 holds
+        # other values of the options auto mode does not read.
+        mine = make_options(**self.plan_kwargs).to_dict()
+        self.plan_kwargs.update({k: v for k, v in plan.options().items() if mine.get(k) != v})
         self.oom_retries += 1
         new = plan.summary()["streamed_count"]
         msg = (f"genesis block swap: out of memory in a forward ({str(error).splitlines()[0]}); "

@@ -122,9 +122,10 @@ def test_snapshot_plans_each_question_once() -> None:
 
 def test_oom_after_a_shared_auto_plan_keeps_the_swaps_manual_values() -> None:
     """The shared step-2 plan stores the seed's defaults as manual values;
-    stream_more's manual fallback must start from the swap's own (what the
-    auto plan chose), as when BlockSwap planned by itself. (Not adaptive:
-    the re-plan after the first forward would hide the plan the retry made.)"""
+    stream_more's manual fallback goes on with what the auto plan chose (the
+    swap's own manual values here), as when BlockSwap planned by itself. (Not
+    adaptive: the re-plan after the first forward would hide the plan the
+    retry made.)"""
     model = tiny(d=512, n=8)
     ref = copy.deepcopy(model)
     x = torch.randn(3, 512)
