@@ -56,6 +56,10 @@ expect 0 'mode: auto' -- "$VRAM" plan --model wan2.1-t2v-1.3b --gpu H100
 expect 0 '0 streamed' -- "$VRAM" plan --model wan2.1-t2v-1.3b --gpu H100
 expect 0 'mode: manual' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35 --dram-total 65536
 expect 0 '5 resident, 35 streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --blocks-to-swap 35 --dram-total 65536
+expect 0 'sampling step: .*\(1 forward\(s\), then a sync\)' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --passes 1
+expect 2 'passes: 5 is out of range \(1-4\)' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --passes 5
+# --vace-blocks is manual-only (auto mode does not read it): it turns manual on, and this model has no VACE blocks
+expect 1 'vace_blocks_to_swap is 1, allowed 0-0 for this model' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --vace-blocks 1
 expect 0 'synchronous' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-cuda-opt
 expect 0 'pageable memory' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-dram-opt
 expect 0 'streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --vram-total 24564 --vram-used 1000

@@ -31,9 +31,11 @@ const char cli_usage[] =
     "  --model FILE|NAME  --dtype bf16|fp16|fp32|fp8_e4m3fn|fp8_e5m2 (catalog models)\n"
     "  --width W --height H --frames F    video size (default 832x480x81)\n"
     "  --threshold P      vram_threshold_percent, 10-95 (default 50)\n"
+    "  --passes N         forward passes per sampling step, 1-4 (default 2: CFG)\n"
     "  --manual           manual configuration (auto_hardware_tuning off)\n"
-    "  --blocks-to-swap N --streams N (1-16) --bandwidth X (0.1-1.0)  (imply --manual)\n"
-    "  --vace-blocks N (0-15)  --offload-txt-emb  --offload-img-emb\n"
+    "  --blocks-to-swap N --streams N (1-16) --bandwidth X (0.1-1.0)\n"
+    "  --vace-blocks N (0-15)   (these four imply --manual: auto mode reads none)\n"
+    "  --offload-txt-emb  --offload-img-emb\n"
     "  --no-cuda-opt      synchronous copies (enable_cuda_optimization off)\n"
     "  --no-dram-opt      no pinned memory (enable_dram_optimization off)\n"
     "  --measured-block-ms MS   measured compute time per block\n"
@@ -56,15 +58,16 @@ typedef struct opt_spec {
     size_t offset;   /* into cli_args */
     double min, max; /* numbers, unless plan_option gives libvram's range */
     unsigned commands;
-    bool manual;     /* setting it implies --manual */
+    bool manual;     /* --manual (plan options imply it when libvram marks them
+                        manual_only) */
     size_t flag_offset; /* bool set when given (0 = none) */
     const char *plan_option; /* the numeric plan option it sets (NULL = none) */
 } opt_spec;
 
 #define OFF(field) offsetof(cli_args, field)
 /* Sets the numeric plan option `field`, within libvram's range for it. */
-#define PLAN_NUM(flag, kind, field, manual) \
-    {flag, kind, OFF(plan.field), 0, 0, CMD(CLI_PLAN), manual, 0, #field}
+#define PLAN_NUM(flag, kind, field) \
+    {flag, kind, OFF(plan.field), 0, 0, CMD(CLI_PLAN), false, 0, #field}
 static const opt_spec specs[] = {
     {"--gpu", OPT_STRING, OFF(gpu), 0, 0, HW_CMDS, false, 0, NULL},
     {"--vram-total", OPT_DOUBLE, OFF(vram_total_mb), 1, 1e8, HW_CMDS, false, OFF(have_vram_total),
@@ -79,15 +82,16 @@ static const opt_spec specs[] = {
      CMD(CLI_PLAN), false, 0, NULL},
     {"--model", OPT_STRING, OFF(model), 0, 0, CMD(CLI_PLAN), false, 0, NULL},
     {"--dtype", OPT_DTYPE, OFF(dtype), 0, 0, CMD(CLI_PLAN) | CMD(CLI_MODELS), false, 0, NULL},
-    PLAN_NUM("--width", OPT_INT, width, false),
-    PLAN_NUM("--height", OPT_INT, height, false),
-    PLAN_NUM("--frames", OPT_INT, frames, false),
-    PLAN_NUM("--threshold", OPT_DOUBLE, vram_threshold_percent, false),
+    PLAN_NUM("--width", OPT_INT, width),
+    PLAN_NUM("--height", OPT_INT, height),
+    PLAN_NUM("--frames", OPT_INT, frames),
+    PLAN_NUM("--threshold", OPT_DOUBLE, vram_threshold_percent),
+    PLAN_NUM("--passes", OPT_INT, passes_per_step),
     {"--manual", OPT_FLAG, OFF(manual_flag_given), 0, 0, CMD(CLI_PLAN), true, 0, NULL},
-    PLAN_NUM("--blocks-to-swap", OPT_INT, blocks_to_swap, true),
-    PLAN_NUM("--streams", OPT_INT, num_cuda_streams, true),
-    PLAN_NUM("--bandwidth", OPT_DOUBLE, bandwidth_target, true),
-    PLAN_NUM("--vace-blocks", OPT_INT, vace_blocks_to_swap, false),
+    PLAN_NUM("--blocks-to-swap", OPT_INT, blocks_to_swap),
+    PLAN_NUM("--streams", OPT_INT, num_cuda_streams),
+    PLAN_NUM("--bandwidth", OPT_DOUBLE, bandwidth_target),
+    PLAN_NUM("--vace-blocks", OPT_INT, vace_blocks_to_swap),
     {"--offload-txt-emb", OPT_FLAG, OFF(plan.offload_txt_emb), 0, 0, CMD(CLI_PLAN), false, 0,
      NULL},
     {"--offload-img-emb", OPT_FLAG, OFF(plan.offload_img_emb), 0, 0, CMD(CLI_PLAN), false, 0,
@@ -139,6 +143,11 @@ static bool parse_double(const char *s, double *out) {
         return false;
     *out = v;
     return true;
+}
+
+static void set_manual(cli_args *a) {
+    a->manual_flag_given = true;
+    a->plan.auto_hardware_tuning = false;
 }
 
 static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char *err,
@@ -193,6 +202,8 @@ static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char 
             *(int *)field = (int)v;
         else
             *(double *)field = v;
+        if (r.manual_only)
+            set_manual(a);
         return 0;
     case OPT_FLAG:
         break;
@@ -266,10 +277,8 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errlen) {
         }
         if (sp->flag_offset)
             *(bool *)((char *)a + sp->flag_offset) = true;
-        if (sp->manual) {
-            a->manual_flag_given = true;
-            a->plan.auto_hardware_tuning = false;
-        }
+        if (sp->manual)
+            set_manual(a);
     }
 
     if (a->have_vram_used && !a->have_vram_total)
