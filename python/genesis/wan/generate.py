@@ -4,8 +4,11 @@
         [--model tiny|FOLDER|FILE.safetensors] [--base FOLDER] [--image in.png] \
         [--width 832 --height 480 --frames 81 --steps 30 --cfg 6 --shift 5 \
          --scheduler unipc --seed 42] [--block-swap [--manual --blocks-to-swap N \
-         --num-cuda-streams N --bandwidth-target F] --vram-threshold 50 --debug] \
-        [--metadata out.json]
+         --num-cuda-streams N --bandwidth-target F --vace-blocks-to-swap N] \
+         --vram-threshold 50 --debug] [--metadata out.json]
+
+The manual values (the flags in brackets with --manual) imply --manual: auto
+mode does not read them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from ..vram import manual_only_options
 from .loading import ModelError, ModelSpec
 from .runner import GenerationRequest, WanGenerator
 from .schedulers import SCHEDULERS
@@ -46,19 +50,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--block-swap", action="store_true", help="enable intelligent VRAM management")
     ap.add_argument("--manual", action="store_true", help="manual values instead of auto hardware tuning")
     ap.add_argument("--vram-threshold", type=float, default=50.0)
-    ap.add_argument("--blocks-to-swap", type=int, default=0)
+    ap.add_argument("--blocks-to-swap", type=int, help="implies --manual")
     ap.add_argument("--no-cuda-optimization", action="store_true")
     ap.add_argument("--no-dram-optimization", action="store_true")
-    ap.add_argument("--num-cuda-streams", type=int, default=8)
-    ap.add_argument("--bandwidth-target", type=float, default=0.8)
+    ap.add_argument("--num-cuda-streams", type=int, help="implies --manual")
+    ap.add_argument("--bandwidth-target", type=float, help="implies --manual")
     ap.add_argument("--offload-txt-emb", action="store_true")
     ap.add_argument("--offload-img-emb", action="store_true")
-    ap.add_argument("--vace-blocks-to-swap", type=int, default=0)
+    ap.add_argument("--vace-blocks-to-swap", type=int, help="implies --manual")
     ap.add_argument("--debug", action="store_true", help="the [VRAM] debug log")
     return ap.parse_args(argv)
 
 
 def request_from_args(a: argparse.Namespace) -> GenerationRequest:
+    manual_values = {k: v for k in manual_only_options() if (v := getattr(a, k)) is not None}
     image = None
     if a.image:
         from PIL import Image
@@ -81,17 +86,14 @@ def request_from_args(a: argparse.Namespace) -> GenerationRequest:
         compile_backend=a.compile_backend,
         block_swap_enabled=a.block_swap,
         vram=VramSettings(
-            auto_hardware_tuning=not a.manual,
+            auto_hardware_tuning=not (a.manual or manual_values),
             vram_threshold_percent=a.vram_threshold,
-            blocks_to_swap=a.blocks_to_swap,
             enable_cuda_optimization=not a.no_cuda_optimization,
             enable_dram_optimization=not a.no_dram_optimization,
-            num_cuda_streams=a.num_cuda_streams,
-            bandwidth_target=a.bandwidth_target,
             offload_txt_emb=a.offload_txt_emb,
             offload_img_emb=a.offload_img_emb,
-            vace_blocks_to_swap=a.vace_blocks_to_swap,
             vram_debug_mode=a.debug,
+            **manual_values,
         ),
         model=ModelSpec(a.model, a.base),
     )

@@ -186,6 +186,19 @@ def test_compile_then_uncompile(app: WanVideoApp) -> None:
         assert np.abs(x.astype(int) - y.astype(int)).max() <= 1
 
 
+def test_cli_manual_values_imply_manual() -> None:
+    from genesis.wan.generate import parse_args, request_from_args
+
+    base = ["--prompt", "a cat", "--out", "x.mp4", "--block-swap"]
+    assert request_from_args(parse_args(base)).vram.auto_hardware_tuning
+    for extra in (["--blocks-to-swap", "2"], ["--num-cuda-streams", "2"], ["--bandwidth-target", "0.5"],
+                  ["--vace-blocks-to-swap", "1"], ["--manual"]):
+        v = request_from_args(parse_args(base + extra)).vram
+        assert not v.auto_hardware_tuning, extra
+    v = request_from_args(parse_args(base + ["--num-cuda-streams", "3"])).vram
+    assert (v.num_cuda_streams, v.blocks_to_swap, v.bandwidth_target) == (3, 0, 0.8)  # the rest: defaults
+
+
 def test_cli_block_swap_debug(tmp_path: Path) -> None:
     import os
 
