@@ -59,12 +59,15 @@ def fmt(v: Any, scale: float = 1.0, digits: int = 3) -> str:
 
 def table(rows: list[dict[str, Any]]) -> list[str]:
     """The results table, one row per result: gpu_bench.py's results.md and
-    the combined table here. The b2b columns when any row has them, the run
+    the combined table here. The planner's prediction for the synced median
+    and the b2b columns when any row has them, the run
     column when the rows come from combine(); the note is the first sentence
     of the error, else the notes."""
     b2b = any("b2b_s" in r or "b2b_note" in r for r in rows)
+    predicted = any("predicted_synced_s" in r for r in rows)
     runs = any("run" in r for r in rows)
     head = ["mode", "tokens", "median s", "min–max s", "bound s", "× bound"]
+    head += ["predicted s"] if predicted else []
     head += ["b2b s", "b2b × bound"] if b2b else []
     head += ["peak VRAM GB", "host RSS GB", "pinned GB", "streamed GB/fwd", "max diff"]
     head += ["run"] if runs else []
@@ -84,6 +87,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
         cells = [r["mode"], str(r["tokens"]), fmt(r["median_s"]),
                  f"{fmt(r['min_s'])}–{fmt(r['max_s'])}", fmt(r.get("bound_s")),
                  fmt(r.get("vs_bound"), digits=2)]
+        cells += [fmt(r.get("predicted_synced_s"))] if predicted else []
         cells += [fmt(r.get("b2b_s")), fmt(r.get("b2b_vs_bound"), digits=2)] if b2b else []
         cells += [fmt(r.get("peak_vram_bytes"), GB, 2), fmt(r.get("host_rss_bytes"), GB, 1),
                   fmt(r.get("pinned_bytes"), GB, 2), fmt(r.get("streamed_bytes_per_forward"), GB, 2),

@@ -85,4 +85,6 @@ def test_gpu_bench_logic_on_cpu(tmp_path: Path) -> None:
     for mode in ("ceiling", "genesis", "legacy"):
         assert "median_s" in rows[mode] and rows[mode]["b2b_s"] > 0, rows[mode]
         assert rows[mode]["max_abs_diff_vs_resident"] == 0.0
-    assert "| genesis | 4590 |" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "| genesis | 4590 |" in md and "| predicted s |" in md
+    assert rows["genesis"]["predicted_synced_s"] > 0
