@@ -351,7 +351,7 @@ def write_doc(data: dict[str, Any], png: bool, gpu: Path | None, out: Path) -> N
         L += ["", "A loop of passes shaped like Wan 14B at 4,590 tokens on an H100 under a 24 GB "
               f"cap, scaled down ({e['loop_setup']}): back to back, as a step's passes run, and "
               "with a synchronize after each pass, as a timing loop or a sampler step reading a "
-              "value back does (the emulated link runs a few % slower than its nominal speed):",
+              "value back does:",
               "", "| passes | per pass | bound | × bound |", "|---|---|---|---|"]
         L += [f"| {p['case']} | {p['pass_ms']} ms | {p['bound_ms']} ms | {p['ratio']:.3f} |"
               for p in e["loop"]]

@@ -6,7 +6,13 @@
  * mutex guards all of it: the work per operation is a memcpy or a sleep, so
  * contention is not what limits a run. An optional bandwidth limit models
  * the link: copies reserve time on a shared per-direction timeline, so
- * concurrent streams share it as they would share PCIe. */
+ * concurrent streams share it as they would share PCIe.
+ * Each worker stream keeps an emulated device clock: an operation starts
+ * when its stream's previous one ended, when it was issued and (a wait)
+ * when its event completed, not when the worker thread happens to wake; it
+ * then sleeps until its emulated end, so the clock never runs ahead of the
+ * wall clock. Thread wake-ups and sleep overshoot thus do not add up over
+ * a pass, as a GPU's queues do not stall on them; events carry these times. */
 #define _GNU_SOURCE
 #include "backend.h"
 
@@ -35,6 +41,7 @@ typedef struct hop {
     double ms;
     void (*fn)(void *);
     void *user;
+    double t_submit; /* vram_now_ms when issued */
 } hop;
 
 typedef struct hbackend hbackend;
@@ -47,6 +54,7 @@ typedef struct hstream {
     size_t cap, head, count;
     bool busy, stop;
     bool idle; /* waiting for work: a submit signals only then */
+    double clock; /* emulated end of its latest operation (worker only) */
 } hstream;
 
 struct hbackend {
@@ -63,28 +71,40 @@ struct hbackend {
 
 #define HB(b) ((hbackend *)(b))
 
-static void sleep_ms(double ms) {
-    if (ms <= 0)
-        return;
-    vram_sleep_ns((uint64_t)(ms * 1e6));
+static double max2(double a, double b) { return a > b ? a : b; }
+
+/* Sleeps until vram_now_ms() reaches `end`; returns `end`. */
+static double sleep_until(double end) {
+    double ms = end - vram_now_ms();
+    if (ms > 0)
+        vram_sleep_ns((uint64_t)(ms * 1e6));
+    return end;
+}
+
+static void copy_op(const hop *op) { memcpy(op->dst, op->src, (size_t)op->n); }
+static void func_op(const hop *op) { op->fn(op->user); }
+
+/* Runs `work` emulated from `ready`: its end is ready + the time it took. */
+static double timed_from(double ready, void (*work)(const hop *), const hop *op) {
+    double t0 = vram_now_ms();
+    work(op);
+    return ready + (vram_now_ms() - t0);
 }
 
 /* memcpy at the link's speed when a limit is set: the copy reserves its
- * time on the direction's timeline (after whatever is booked), so streams
- * share the link, then sleeps until its reservation ends. */
-static void link_copy(hbackend *hb, int dir, void *dst, const void *src, uint64_t n) {
-    if (hb->bytes_per_ms <= 0) {
-        memcpy(dst, src, (size_t)n);
-        return;
-    }
+ * time on the direction's timeline (after whatever is booked, not before
+ * `ready`), so streams share the link, then sleeps until its reservation
+ * ends. Returns the emulated end. */
+static double link_copy(hbackend *hb, const hop *op, double ready) {
+    if (hb->bytes_per_ms <= 0)
+        return timed_from(ready, copy_op, op);
     pthread_mutex_lock(&hb->mu);
-    double now = vram_now_ms();
-    double start = hb->link_free_at[dir] > now ? hb->link_free_at[dir] : now;
-    double end = start + (double)n / hb->bytes_per_ms;
-    hb->link_free_at[dir] = end;
+    double start = max2(hb->link_free_at[op->dir], ready);
+    double end = start + (double)op->n / hb->bytes_per_ms;
+    hb->link_free_at[op->dir] = end;
     pthread_mutex_unlock(&hb->mu);
-    memcpy(dst, src, (size_t)n);
-    sleep_ms(end - vram_now_ms());
+    copy_op(op);
+    return sleep_until(end);
 }
 
 /* Wakes callers blocked on an event or a stream. Caller holds mu. */
@@ -95,10 +115,10 @@ static void wake_host(hbackend *hb) {
 
 /* Waiting is rare on the hot path (copies finish ahead of use), so
  * completions wake threads only when someone waits on this event. */
-static void complete_event(hbackend *hb, hevent *e, uint64_t target) {
+static void complete_event(hbackend *hb, hevent *e, uint64_t target, double t) {
     if (target > e->completed) {
         e->completed = target;
-        e->t = vram_now_ms();
+        e->t = t;
     }
     if (e->waiters > 0) {
         for (int i = 0; i < hb->nstreams; i++)
@@ -113,20 +133,18 @@ static void host_wait(hbackend *hb) {
     hb->host_waiters--;
 }
 
-/* Runs an operation outside the lock (COPY, SLEEP, FUNC). */
-static void run_op(hbackend *hb, const hop *op) {
+/* Runs an operation (COPY, SLEEP, FUNC) outside the lock, emulated from
+ * `ready`; returns its emulated end. */
+static double run_op(hbackend *hb, const hop *op, double ready) {
     switch (op->kind) {
     case OP_COPY:
-        link_copy(hb, op->dir, op->dst, op->src, op->n);
-        break;
+        return link_copy(hb, op, ready);
     case OP_SLEEP:
-        sleep_ms(op->ms);
-        break;
+        return sleep_until(ready + op->ms);
     case OP_FUNC:
-        op->fn(op->user);
-        break;
+        return timed_from(ready, func_op, op);
     default:
-        break;
+        return ready;
     }
 }
 
@@ -151,15 +169,19 @@ static void *worker(void *arg) {
         }
         s->head = (s->head + 1) % s->cap;
         s->count--;
+        double ready = max2(s->clock, op.t_submit);
+        if (op.kind == OP_WAIT)
+            ready = max2(ready, op.ev->t);
         if (op.kind == OP_RECORD) {
-            complete_event(hb, op.ev, op.target);
+            complete_event(hb, op.ev, op.target, ready);
         } else if (op.kind != OP_WAIT) {
             s->busy = true;
             pthread_mutex_unlock(&hb->mu);
-            run_op(hb, &op);
+            ready = run_op(hb, &op, ready);
             pthread_mutex_lock(&hb->mu);
             s->busy = false;
         }
+        s->clock = ready;
         wake_host(hb);
     }
     pthread_mutex_unlock(&hb->mu);
@@ -179,6 +201,7 @@ static hstream *find_stream(hbackend *hb, void *stream) {
 static int submit(hbackend *hb, void *stream, hop *op) {
     pthread_mutex_lock(&hb->mu);
     hstream *s = find_stream(hb, stream);
+    op->t_submit = vram_now_ms();
     if (op->kind == OP_WAIT || op->kind == OP_RECORD) {
         if (op->kind == OP_RECORD)
             op->ev->recorded++;
@@ -186,7 +209,7 @@ static int submit(hbackend *hb, void *stream, hop *op) {
     }
     if (!s) {
         if (op->kind == OP_RECORD) {
-            complete_event(hb, op->ev, op->target);
+            complete_event(hb, op->ev, op->target, op->t_submit);
         } else if (op->kind == OP_WAIT) {
             while (op->ev->completed < op->target) {
                 op->ev->waiters++;
@@ -195,7 +218,7 @@ static int submit(hbackend *hb, void *stream, hop *op) {
             }
         }
         pthread_mutex_unlock(&hb->mu);
-        run_op(hb, op);
+        run_op(hb, op, vram_now_ms());
         return VRAM_OK;
     }
     if (s->count == s->cap) {
