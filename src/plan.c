@@ -588,8 +588,14 @@ static int search_count(planner *p, int vace_count, bool use_threshold, double s
 
 /* The smallest share within 1% of full speed, doubled: the copies then hide
  * even if compute runs twice as fast as predicted (estimates from a profile
- * can be that far off until the first measured forward replaces them). */
+ * can be that far off until the first measured forward replaces them).
+ * Full speed when copies are staged (pageable, disk): the host side bounds
+ * them already, and the pauses that pace a copy are host functions, which
+ * CUDA runs one at a time on one driver thread, where they would hold up
+ * the staging of the other stream's blocks. */
 static double pick_share(planner *p, const choice *ch) {
+    if (needs_staging(p))
+        return 1.0;
     double full = step_pass_ms(p, ch->slots, 1.0);
     for (int step = 2; step < 20; step++) {
         double share = step * 0.05;

@@ -981,6 +981,28 @@ static void test_spread_late(void) {
     vram_hw_free(rtx);
 }
 
+/* Auto mode paces pinned copies to twice the smallest share that keeps
+ * them hidden, but staged ones (pageable, disk) go at full speed: pacing
+ * there would queue host functions beside the staging ones. The 14B on a
+ * 24 GB H100 at 32,760 tokens is compute-bound. */
+static void test_share_of_staged_copies(void) {
+    vram_hw *hw = make_hw("H100", 131072, 98304);
+    CHECK_OK(vram_hw_set_vram(hw, 0, 24576, 0));
+    vram_layout *l = catalog("wan2.1-t2v-14b", VRAM_DTYPE_BF16);
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    vram_plan_summary pinned, staged;
+    CHECK_OK(plan_summary(l, hw, &o, &pinned));
+    CHECK(pinned.streamed_count > 0 && pinned.pageable_bytes == 0 && pinned.disk_bytes == 0);
+    CHECK(pinned.bandwidth_target < 1.0);
+    o.max_pinned_mb = 2048;
+    CHECK_OK(plan_summary(l, hw, &o, &staged));
+    CHECK(staged.pageable_bytes > 0);
+    CHECK_NEAR(staged.bandwidth_target, 1.0, 0);
+    vram_layout_free(l);
+    vram_hw_free(hw);
+}
+
 /* The seed's fallback (size and layer count only) plans the same way. */
 static void test_from_size(void) {
     vram_hw *hw = make_hw("RTX 4090", 131072, 98304);
@@ -1012,6 +1034,7 @@ int main(void) {
     test_manual();
     test_option_effects();
     test_tiers_and_vace();
+    test_share_of_staged_copies();
     test_does_not_fit();
     test_reference_pipeline();
     test_spread_late();
