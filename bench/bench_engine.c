@@ -2,8 +2,11 @@
  *   1. overhead per acquire+release (resident blocks: pure bookkeeping;
  *      streamed 4 KiB blocks: bookkeeping + copy hand-off to the workers);
  *   2. one pass over 40 streamed blocks with emulated compute on a
- *      bandwidth-limited link, against the bound max(compute, bytes/link).
- * Short on purpose (a few seconds): the machine is shared. */
+ *      bandwidth-limited link, against the bound max(compute, bytes/link);
+ *   3. loops of passes (compute on a worker stream, as under CUDA), back to
+ *      back and with a sync after each: the H100's 4,590-token shape against
+ *      its bound, and three shapes against the planner's predictions.
+ * Short on purpose (about 15 s): the machine is shared. */
 #define _GNU_SOURCE
 #include "backend.h"
 #include "vram.h"
@@ -27,7 +30,9 @@ static void setup_free(setup *s) {
 }
 
 /* compute_ms > 0: the planner is told the block compute time and the link
- * speed the emulation runs at, so it arranges the blocks for them. */
+ * speed the emulation runs at, so it arranges the blocks for them, and that
+ * a sync follows every pass (passes_per_step 1), as in loop_ms. slots 0:
+ * the plan's. */
 static int setup_make(setup *s, int n, uint64_t block_bytes, int swap, int slots, int streams,
                       double link_gbps, double compute_ms) {
     memset(s, 0, sizeof *s);
@@ -52,6 +57,7 @@ static int setup_make(setup *s, int n, uint64_t block_bytes, int swap, int slots
     if (compute_ms > 0) {
         o.measured_block_ms = compute_ms;
         o.measured_h2d_gbps = link_gbps;
+        o.passes_per_step = 1;
     }
     if (st == VRAM_OK)
         st = vram_plan_create(s->layout, s->hw, &o, &s->plan);
@@ -250,5 +256,35 @@ int main(void) {
     }
     be3->ops->stream_destroy(be3, cs);
     setup_free(&s);
+
+    /* The planner's predictions against the engine, each on its own plan
+     * (arrangement, slots): copy-bound, balanced, compute-bound. */
+    const struct {
+        int swap;
+        double compute_per_copy;
+    } cases[] = {{24, 0.5625}, {30, 1.0}, {40, 1.5}};
+    printf("\nthe plan's prediction vs the engine, %d 8 MiB blocks, link %.1f GB/s (copy %.2f ms), "
+           "compute on a worker stream\n",
+           n, wan_link, wan_copy);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double compute = wan_copy * cases[c].compute_per_copy;
+        if ((st = setup_make(&s, n, wan_bytes, cases[c].swap, 0, 1, wan_link, compute)))
+            return fail("setup", st);
+        vram_plan_summary ps = {.size = sizeof ps};
+        vram_backend *be4 = vram_engine_get_backend(s.eng);
+        if ((st = vram_plan_get_summary(s.plan, &ps)) || (st = be4->ops->stream_create(be4, &cs)))
+            return fail("plan", st);
+        double b2b = loop_ms(&s, n, cs, 0, compute, 7, false);
+        double synced = loop_ms(&s, n, cs, 0, compute, 7, true);
+        if (b2b < 0 || synced < 0)
+            return fail("loop", VRAM_E_DRIVER);
+        printf("  %d streamed, %d slot(s), compute %.2f ms: back to back %.1f ms, predicted %.1f "
+               "(%.3fx); synchronized %.1f ms, predicted %.1f (%.3fx)\n",
+               ps.streamed_count, ps.slot_count, compute, b2b, ps.predicted_forward_ms,
+               b2b / ps.predicted_forward_ms, synced, ps.predicted_step_ms,
+               synced / ps.predicted_step_ms);
+        be4->ops->stream_destroy(be4, cs);
+        setup_free(&s);
+    }
     return 0;
 }
