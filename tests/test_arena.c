@@ -107,9 +107,56 @@ static void test_host_backend_events(void) {
     CHECK_INT(vram_backend_open(7, 0, 0, 0, &be), VRAM_E_INVALID);
 }
 
+/* Worker streams keep an emulated clock: event times add the operations'
+ * durations exactly, however late the threads wake, and a wait hands the
+ * awaited event's time to the waiting stream. A gate (a stream that sleeps
+ * 50 ms, then records) holds the compute stream until every operation is
+ * queued, so issue times do not show either. */
+static void test_host_backend_clock(void) {
+    vram_backend *be = NULL;
+    CHECK_OK(vram_backend_host_open(1 << 20, 1.0, &be)); /* 1 GB/s: 1e6 bytes a ms */
+    const vram_backend_ops *o = be->ops;
+    void *gate_s = NULL, *compute = NULL, *copy = NULL, *ev[4] = {NULL};
+    CHECK_OK(o->stream_create(be, &gate_s));
+    CHECK_OK(o->stream_create(be, &compute));
+    CHECK_OK(o->stream_create(be, &copy));
+    for (int i = 0; i < 4; i++)
+        CHECK_OK(o->event_create(be, true, &ev[i]));
+    void *gate = ev[0], *c0 = ev[1], *c1 = ev[2], *copied = ev[3];
+    uint64_t dev = 0;
+    CHECK_OK(o->dev_alloc(be, 1 << 20, &dev));
+    static uint8_t src[500000];
+    CHECK_OK(o->spin(be, gate_s, 50));
+    CHECK_OK(o->event_record(be, gate, gate_s));
+    CHECK_OK(o->stream_wait(be, compute, gate));
+    CHECK_OK(o->event_record(be, c0, compute));
+    for (int i = 0; i < 10; i++)
+        CHECK_OK(o->spin(be, compute, 1.0));
+    CHECK_OK(o->event_record(be, c1, compute));
+    CHECK_OK(o->stream_wait(be, copy, c1));
+    CHECK_OK(o->copy_h2d_async(be, dev, src, sizeof src, copy)); /* 0.5 ms */
+    CHECK_OK(o->event_record(be, copied, copy));
+    CHECK_OK(o->stream_sync(be, copy));
+    double ms = -1;
+    CHECK_OK(o->event_elapsed(be, c0, c1, &ms));
+    CHECK_NEAR(ms, 10.0, 1e-9);
+    CHECK_OK(o->event_elapsed(be, c1, copied, &ms));
+    CHECK_NEAR(ms, 0.5, 1e-9);
+    CHECK_OK(o->event_elapsed(be, gate, c0, &ms));
+    CHECK_NEAR(ms, 0, 1e-9);
+    o->dev_free(be, dev, 1 << 20);
+    for (int i = 0; i < 4; i++)
+        o->event_destroy(be, ev[i]);
+    o->stream_destroy(be, copy);
+    o->stream_destroy(be, compute);
+    o->stream_destroy(be, gate_s);
+    vram_backend_close(be);
+}
+
 int main(void) {
     test_budget();
     test_pin_off_and_failures();
     test_host_backend_events();
+    test_host_backend_clock();
     CHECK_DONE();
 }
