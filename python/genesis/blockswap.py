@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import time
+import threading
 import warnings
 import weakref
 from dataclasses import fields
@@ -62,7 +63,7 @@ from torch import nn
 
 from . import _views
 from .devices import resolve_device
-from .modelinfo import BlockPacking, ModelPacking, pack_model
+from .modelinfo import BlockPacking, ModelPacking, pack_model, shared_tensors
 from .planning import HardwareSnapshot, SwapOptions, layout_for_model
 from .vram import Engine, Plan, StateError, VramError, _ffi
 from .vram.plan import make_options
@@ -95,6 +96,26 @@ def _dynamo_disable(fn: Callable[..., Any], recursive: bool = True) -> Callable[
         return torch._dynamo.disable(fn, recursive=recursive)  # type: ignore[attr-defined]
     except Exception:  # pragma: no cover - torch without dynamo
         return fn
+
+
+def _no_backward(_grad: torch.Tensor) -> None:
+    raise RuntimeError("genesis block swap: backward through a streamed block is not supported "
+                       "(its weights were in a device slot that later blocks reuse); run "
+                       "inference under torch.no_grad(), or remove() the block swap to train")
+
+
+def _forbid_backward(out: Any) -> None:
+    """Makes a backward through a streamed block's output fail loudly
+    instead of using whatever weights its slot holds by then."""
+    if isinstance(out, torch.Tensor):
+        if out.requires_grad:
+            out.register_hook(_no_backward)
+    elif isinstance(out, (tuple, list)):
+        for o in out:
+            _forbid_backward(o)
+    elif isinstance(out, dict):
+        for o in out.values():
+            _forbid_backward(o)
 
 
 def _oom_types() -> tuple[type[BaseException], ...]:
@@ -201,9 +222,16 @@ class BlockSwap:
         self.fallback_reason = ""
         self.engine_errors = 0
         self._broken = ""  # weights lost (see _materialize): every forward raises
+        self._held: set[int] = set()  # streamed blocks acquired by a pre-hook, not yet released
+        self._lock = threading.RLock()  # one forward at a time: the slots are shared
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
+        shared = shared_tensors(model, self.packing)
+        if shared:
+            more = f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""
+            raise ValueError(f"block swapping needs each block to own its tensors: {shared[0]}"
+                             f"{more}; untie them, or leave this model unswapped")
         options.validate(self.packing.main_count, self.packing.vace_count)
         # hardware: a generation's snapshot (one probe; it may hold the plan
         # the seed's step 2 made for this model), used when it was taken for
@@ -239,8 +267,19 @@ class BlockSwap:
         self._move_rest(self.device)
         self._sync_hooks()
         self._orig_forward = model.forward
+        self._instance_forward = model.__dict__.get("forward")  # a wrapper someone installed
         model.forward = _dynamo_disable(self._forward, recursive=False)
         setattr(model, _ATTACHED, self)
+
+    def __copy__(self) -> Any:
+        raise TypeError("a block-swapped model cannot be copied (its weights live in libvram's "
+                        "engine): copy it before apply_block_swap, or after .remove()")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:
+        return self.__copy__()
 
     # ---- planning -------------------------------------------------------
 
@@ -520,6 +559,7 @@ class BlockSwap:
             if self.active and blk.index in self._streamed:
                 assert self.engine is not None
                 addr = self.engine.acquire(blk.index, self._stream())
+                self._held.add(blk.index)
                 views = self._slot_views.get((blk.index, addr))
                 if views is None:
                     views = self._slot_views[(blk.index, addr)] = _typed_views(
@@ -534,16 +574,43 @@ class BlockSwap:
             if self._timer is not None:
                 self._timer.stop(blk.index)
             if self.active and blk.index in self._streamed:
-                assert self.engine is not None
-                self.engine.release(blk.index, self._stream())
-                views = self._host_views.get(blk.index)
-                if views is not None:
-                    self._point(blk, views)
-                else:
-                    self._park(blk)
+                self._release(blk)
+                if torch.is_grad_enabled():
+                    _forbid_backward(_out)
         return post
 
+    def _release(self, blk: BlockPacking) -> None:
+        """Ends a streamed block's forward: its slot may be reused, and its
+        parameters point at its host region again (or at placeholders)."""
+        assert self.engine is not None
+        self._held.discard(blk.index)
+        self.engine.release(blk.index, self._stream())
+        views = self._host_views.get(blk.index)
+        if views is not None:
+            self._point(blk, views)
+        else:
+            self._park(blk)
+
+    def _release_held(self) -> None:
+        """After an exception inside blocks (their post-hooks never ran):
+        releases what the pre-hooks acquired, so the next forward starts
+        clean instead of finding the blocks still acquired."""
+        held, self._held = self._held, set()
+        if self.engine is None or not self.active:
+            return
+        for blk in self.packing.blocks:
+            if blk.index in held:
+                try:
+                    self._release(blk)
+                except VramError as e:  # the engine is rebuilt on its next error
+                    logger.warning("genesis block swap: releasing block %d after an error: %s",
+                                   blk.index, e)
+
     def _forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._forward_locked(*args, **kwargs)
+
+    def _forward_locked(self, *args: Any, **kwargs: Any) -> Any:
         if self._broken:
             raise RuntimeError(self._broken)
         self._embedders_to(self.device)
@@ -553,13 +620,13 @@ class BlockSwap:
                 try:
                     out = self._orig_forward(*args, **kwargs)
                     break
-                except _oom_types() as e:
-                    if not self._stream_more(e):
-                        raise
-                except VramError as e:
+                except BaseException as e:  # a cancel or a user's error too
+                    self._release_held()
+                    if isinstance(e, _oom_types()) and self._stream_more(e):
+                        continue
                     # Only our hooks call libvram in a forward. One recovery
                     # per forward: a fresh engine failing again is not retried.
-                    if not self.active or engine_errors:
+                    if not isinstance(e, VramError) or not self.active or engine_errors:
                         raise
                     engine_errors += 1
                     self._engine_failed(e)
@@ -695,7 +762,9 @@ class BlockSwap:
             self._sync_hooks()  # inactive, no timer: every hook goes
         if self.source is not None:  # the blocks come back from the model file
             self.source.materialize(self.packing, self._orig_device)
-        if "forward" in self.model.__dict__:
+        if self._instance_forward is not None:
+            self.model.forward = self._instance_forward
+        elif "forward" in self.model.__dict__:
             del self.model.forward
         delattr(self.model, _ATTACHED)
         self.model.to(self._orig_device)

@@ -229,6 +229,35 @@ def pack_model(model: nn.Module, block_attr: str | None = None) -> ModelPacking:
                         model_dim(model), embedders, rest_tensors)
 
 
+def shared_tensors(model: nn.Module, packing: ModelPacking) -> list[str]:
+    """Block tensors that another block, or the model outside the blocks,
+    also holds (a tied weight, a module listed twice): block swapping points
+    a block's tensors at its own copies, which the other holder would then
+    see. Described as "block 3 norm.weight, also in block 4"."""
+    owner: dict[int, int] = {}  # tensor id -> the block holding it first
+    names: dict[int, str] = {}
+    out: list[str] = []
+    for b in packing.blocks:
+        for name, t in list(b.module.named_parameters()) + list(b.module.named_buffers()):
+            i = owner.setdefault(id(t), b.index)
+            names.setdefault(id(t), f"block {b.index} {name}")
+            if i != b.index:
+                out.append(f"{names[id(t)]}, also in block {b.index}")
+    block_modules = {id(b.module) for b in packing.blocks}
+    seen: set[int] = set()
+    stack = [model]
+    while stack:  # the modules reachable without entering a block
+        m = stack.pop()
+        if id(m) in seen or id(m) in block_modules:
+            continue
+        seen.add(id(m))
+        for t in list(m._parameters.values()) + list(m._buffers.values()):
+            if t is not None and id(t) in owner:
+                out.append(f"{names[id(t)]}, also outside the blocks")
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return out
+
+
 def _rest_named(model: nn.Module, in_blocks: set[int],
                 embedders: dict[str, nn.Module]) -> list[tuple[str, torch.Tensor]]:
     """Tensors outside the blocks, embedders under libvram's role names

@@ -317,3 +317,104 @@ def test_seed_args_dict_is_accepted() -> None:
     r = swap.report()
     assert r["bytes_streamed"] > 0 and r["predicted_forward_ms"] > 0
     swap.remove()
+
+
+def test_an_error_inside_a_streamed_block_leaves_the_swap_working() -> None:
+    """A cancel or a user's error mid-forward skips the blocks' post-hooks;
+    the swap releases what they held, so the next forward is exact and
+    still streamed (it used to find the block acquired and fall back)."""
+    model, ref, x = swapped_pair()
+    expected = run(ref, x)
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    block = model.blocks[swap.streamed_blocks[1]]
+
+    def fail(_self: torch.nn.Module, _h: torch.Tensor) -> torch.Tensor:
+        raise KeyboardInterrupt("cancelled")
+
+    block.forward = fail.__get__(block)
+    with pytest.raises(KeyboardInterrupt):
+        run(model, x)
+    del block.forward
+    assert swap.active and not swap.fallback_reason
+    for _ in range(2):
+        assert torch.equal(run(model, x), expected)
+    swap.remove()
+
+
+def test_backward_through_streamed_blocks_fails_loudly() -> None:
+    """The slots are reused, so autograd cannot keep a streamed block's
+    weights: a backward raises instead of using another block's."""
+    model, ref, x = swapped_pair()
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    assert torch.equal(model(x).detach(), ref(x).detach())  # forward with grad on is fine
+    with pytest.raises(RuntimeError, match="backward through a streamed block"):
+        model(x).sum().backward()
+    swap.remove()
+    model(x).sum().backward()  # unswapped again: trains
+
+
+def test_threads_share_one_swapped_model() -> None:
+    import threading
+
+    model, ref, x = swapped_pair()
+    expected = run(ref, x)
+    swap = apply_block_swap(model, blocks_to_swap=4, adaptive=False, **SMALL_VIDEO)
+    results: list[bool] = []
+
+    def work() -> None:
+        for _ in range(10):
+            results.append(torch.equal(run(model, x), expected))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 30 and swap.active
+    swap.remove()
+
+
+def test_copying_a_swapped_model_is_refused() -> None:
+    model, _, x = swapped_pair()
+    swap = apply_block_swap(model, blocks_to_swap=2, adaptive=False, **SMALL_VIDEO)
+    with pytest.raises(TypeError, match="cannot be copied"):
+        copy.deepcopy(model)
+    with pytest.raises(TypeError, match="libvram handle"):
+        copy.copy(swap.engine)
+    swap.remove()
+    copy.deepcopy(model)
+
+
+def test_remove_restores_a_forward_set_on_the_instance() -> None:
+    model, ref, x = swapped_pair()
+    calls: list[int] = []
+    plain = model.forward
+
+    def counted(*a: object) -> torch.Tensor:
+        calls.append(1)
+        return plain(*a)
+
+    model.forward = counted
+    swap = apply_block_swap(model, blocks_to_swap=2, adaptive=False, **SMALL_VIDEO)
+    run(model, x)
+    swap.remove()
+    assert model.forward is counted
+    assert torch.equal(run(model, x), run(ref, x)) and len(calls) == 2
+
+
+@pytest.mark.parametrize("tie", ["two blocks", "block and input", "module twice"])
+def test_tensors_shared_across_blocks_are_refused(tie: str) -> None:
+    """A block's tensors are pointed at its own copies (a streamed block's
+    host region, a disk-tier placeholder), which another holder would then
+    see; such a model is refused with the tensor named, and left as it was."""
+    model, _, x = swapped_pair()
+    if tie == "two blocks":
+        model.blocks[4].fc1.weight = model.blocks[3].fc1.weight
+    elif tie == "block and input":
+        model.blocks[5].norm.weight = model.inp.bias
+    else:
+        model.blocks[2] = model.blocks[1]
+    before = run(model, x)
+    with pytest.raises(ValueError, match="each block to own its tensors: block \\d+ "):
+        apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
+    assert attached(model) is None and torch.equal(run(model, x), before)

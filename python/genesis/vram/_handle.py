@@ -36,6 +36,15 @@ class Handle:
         except Exception:
             pass  # interpreter shutdown: the library may already be gone
 
+    def __copy__(self) -> Any:
+        raise TypeError(f"a {type(self).__name__} owns a libvram handle and cannot be copied")
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self.__copy__()
+
+    def __reduce__(self) -> Any:  # pickling would copy the raw pointer too
+        return self.__copy__()
+
     def __enter__(self: Any) -> Any:
         return self
 
