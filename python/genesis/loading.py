@@ -9,7 +9,8 @@ RAM is smaller than the checkpoint (32 GB of RAM, a 28 GB Wan 14B file).
 
 How: the model is built with its parameters on the meta device (buffers
 stay real: non-persistent ones such as RoPE tables are computed in
-__init__ and are not in checkpoints). libvram opens the checkpoint's layout
+__init__ and are not in checkpoints; inside a block they are refused, as
+every block tensor comes from the file). libvram opens the checkpoint's layout
 (a .safetensors file or a *.safetensors.index.json; headers only) and plans
 for it; the engine's vram_engine_load_files reads the streamed blocks'
 bytes from the file into its host regions (pinned / pageable tiers) and the
@@ -137,6 +138,14 @@ class FileSource:
                 f"groups them; the model has {packing.main_count} and {packing.vace_count}")
         for blk in packing.blocks:
             lb = self.layout.block(blk.index)
+            for slot in blk.slots:  # a tensor the file lacks, by name, before the counts
+                mod, attr = slot.owners[0]
+                if slot.is_param or attr not in mod._non_persistent_buffers_set:
+                    continue
+                raise ValueError(f"block {blk.index}'s {slot.name} is a non-persistent buffer, "
+                                 "which checkpoints leave out; load_swapped needs every block "
+                                 "tensor in the file (load the model whole, then "
+                                 "apply_block_swap)")
             if lb["tensor_count"] != len(blk.slots):
                 raise ValueError(f"block {blk.index}: {lb['tensor_count']} tensors in the "
                                  f"checkpoint, {len(blk.slots)} in the model")

@@ -164,6 +164,15 @@ def test_mismatches_are_reported(tmp_path: Path) -> None:
     save_file(layers.state_dict(), str(path))
     with pytest.raises(ValueError, match="checkpoint has 0 blocks .* the model has 4"):
         load_swapped(tiny_factory(attr="layers"), path, blocks_to_swap=2, **SMALL_VIDEO)
+    # a non-persistent buffer inside a block is not in the checkpoint: named
+    def with_rope() -> TinyModel:
+        m = tiny(d=256, n=4)
+        m.blocks[0].register_buffer("rope", torch.ones(256), persistent=False)
+        return m
+
+    save_file(ref.state_dict(), str(path))
+    with pytest.raises(ValueError, match="block 0's rope is a non-persistent buffer"):
+        load_swapped(with_rope, path, blocks_to_swap=2, **SMALL_VIDEO)
 
 
 def test_engine_failure_raises_instead_of_loading_everything(tmp_path: Path) -> None:
