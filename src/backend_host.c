@@ -275,14 +275,29 @@ static int h_dev_alloc(vram_backend *b, uint64_t bytes, uint64_t *addr) {
     return VRAM_OK;
 }
 
+/* Waits until every worker stream has run all it was given. Caller holds mu. */
+static void drain_streams(hbackend *hb) {
+    for (;;) {
+        bool idle = true;
+        for (int i = 0; i < hb->nstreams && idle; i++)
+            idle = hb->streams[i]->count == 0 && !hb->streams[i]->busy;
+        if (idle)
+            return;
+        host_wait(hb);
+    }
+}
+
+/* Like cuMemFree, which waits for the device: work still queued on any
+ * stream (a caller's kernel on a released slot) may read the memory. */
 static void h_dev_free(vram_backend *b, uint64_t addr, uint64_t bytes) {
     hbackend *hb = HB(b);
     if (!addr)
         return;
-    free((void *)(uintptr_t)addr);
     pthread_mutex_lock(&hb->mu);
+    drain_streams(hb);
     hb->dev_used -= bytes;
     pthread_mutex_unlock(&hb->mu);
+    free((void *)(uintptr_t)addr);
 }
 
 /* Pinning is bookkeeping here: the arena counts bytes against the budget. */
@@ -371,8 +386,30 @@ static int h_event_create(vram_backend *b, bool timing, void **event) {
     return VRAM_OK;
 }
 
+/* Whether a queued operation still refers to `e`, or one of its records
+ * has not run. Caller holds mu. */
+static bool event_in_use(const hbackend *hb, const hevent *e) {
+    if (e->completed < e->recorded)
+        return true;
+    for (int i = 0; i < hb->nstreams; i++) {
+        const hstream *s = hb->streams[i];
+        for (size_t k = 0; k < s->count; k++)
+            if (s->q[(s->head + k) % s->cap].ev == e)
+                return true;
+    }
+    return false;
+}
+
+/* As CUDA defers an event's destruction until its queued uses are done,
+ * this waits for them: a caller's stream may still record or await it. */
 static void h_event_destroy(vram_backend *b, void *event) {
-    (void)b;
+    hbackend *hb = HB(b);
+    if (!event)
+        return;
+    pthread_mutex_lock(&hb->mu);
+    while (event_in_use(hb, event))
+        host_wait(hb);
+    pthread_mutex_unlock(&hb->mu);
     free(event);
 }
 

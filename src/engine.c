@@ -58,6 +58,9 @@ typedef struct eblock {
     uint64_t spill_offset;   /* disk tier without files */
     /* Run state. */
     int slot;                /* slot holding (or receiving) its bytes, -1 */
+    void *read_done;         /* streamed: recorded after each copy out of its
+                              * source, so a write waits for the last one
+                              * even once its slot holds another block */
     int pos;                 /* position among streamed blocks in the order */
     bool in_use;
     uint64_t tl;             /* its open COMPUTE timeline entry */
@@ -489,6 +492,8 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     }
     if (st == VRAM_OK)
         st = o->event_record(eng->be, sl->copied, s);
+    if (st == VRAM_OK)
+        st = o->event_record(eng->be, bl->read_done, s);
     if (st == VRAM_OK && staged)
         st = o->event_record(eng->be, eng->staging_free[k], s);
     if (st == VRAM_OK)
@@ -560,15 +565,16 @@ void vram_engine_destroy(vram_engine *eng) {
     vram_backend *be = eng->be;
     if (be) {
         be->ops->enter(be);
-        for (int i = 0; i < eng->nstreams; i++)
+        /* Counts can be set before their arrays when create fails half way. */
+        for (int i = 0; eng->streams && i < eng->nstreams; i++)
             if (eng->streams[i])
                 be->ops->stream_sync(be, eng->streams[i]);
         for (uint64_t i = tl_oldest(eng); i < eng->tl_next; i++)
             tl_release_events(eng, tl_at(eng, i));
-        for (int i = 0; i < eng->nstreams; i++)
+        for (int i = 0; eng->streams && i < eng->nstreams; i++)
             if (eng->streams[i])
                 be->ops->stream_destroy(be, eng->streams[i]);
-        for (int r = 0; r < eng->nslots; r++) {
+        for (int r = 0; eng->slots && r < eng->nslots; r++) {
             be->ops->event_destroy(be, eng->slots[r].copied);
             be->ops->event_destroy(be, eng->slots[r].freed);
             be->ops->dev_free(be, eng->slots[r].dev, eng->slot_bytes);
@@ -577,10 +583,11 @@ void vram_engine_destroy(vram_engine *eng) {
             be->ops->event_destroy(be, eng->pool[i]);
         be->ops->event_destroy(be, eng->base);
         for (int b = 0; eng->blocks && b < eng->nblocks; b++) {
+            be->ops->event_destroy(be, eng->blocks[b].read_done);
             be->ops->dev_free(be, eng->blocks[b].dev, eng->blocks[b].bytes);
             vram_arena_free(&eng->arena, &eng->blocks[b].host);
         }
-        for (int k = 0; k < eng->nstaging; k++) {
+        for (int k = 0; eng->staging && k < eng->nstaging; k++) {
             vram_arena_free(&eng->arena, &eng->staging[k]);
             if (eng->staging_free && eng->staging_free[k])
                 be->ops->event_destroy(be, eng->staging_free[k]);
@@ -807,6 +814,8 @@ static int setup_device(vram_engine *eng) {
     for (int b = 0; b < eng->nblocks && st == VRAM_OK; b++)
         if (eng->blocks[b].placement == VRAM_PLACE_RESIDENT)
             st = dev_alloc(eng, eng->blocks[b].bytes, &eng->blocks[b].dev);
+        else
+            st = o->event_create(eng->be, false, &eng->blocks[b].read_done);
     if (st == VRAM_E_DEVICE_NOMEM) {
         char why[512];
         snprintf(why, sizeof why, "%s", vram_last_error());
@@ -946,18 +955,18 @@ uint64_t vram_engine_block_bytes(const vram_engine *eng, int block) {
     return eng->blocks[block].packed;
 }
 
-/* Before new bytes go into a streamed block's source: let a copy still
- * reading it finish and forget the slot's now stale contents. */
+/* Before new bytes go into a streamed block's source: let the copies still
+ * reading it finish (one may be queued behind compute even after its slot
+ * went to another block) and forget the slot's now stale contents. */
 static int invalidate(vram_engine *eng, int b) {
     eblock *bl = &eng->blocks[b];
     if (bl->in_use)
         return vram_fail(VRAM_E_STATE, "block %d is acquired; release it before writing it", b);
-    if (bl->slot < 0)
-        return VRAM_OK;
-    eslot *sl = &eng->slots[bl->slot];
-    int st = eng->be->ops->event_sync(eng->be, sl->copied);
-    sl->block = -1;
-    bl->slot = -1;
+    int st = eng->be->ops->event_sync(eng->be, bl->read_done);
+    if (bl->slot >= 0) {
+        eng->slots[bl->slot].block = -1;
+        bl->slot = -1;
+    }
     return st;
 }
 

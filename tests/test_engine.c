@@ -333,6 +333,86 @@ static void test_free_slot_across_passes(void) {
     }
 }
 
+/* ---- writes and destroy while the device is busy ---- */
+
+typedef struct peek_job {
+    const uint8_t *p;
+    uint8_t seen;
+} peek_job;
+
+static void peek_fn(void *user) {
+    peek_job *j = user;
+    j->seen = j->p[0];
+}
+
+/* A write to a released block waits for its copy even when that copy is
+ * still queued behind slow compute and the block's slot has already gone
+ * to another block: the compute enqueued between acquire and release sees
+ * the bytes from before the write (it used to see the new ones). */
+static void test_write_waits_for_a_queued_copy(void) {
+    for (int async = 0; async <= 1; async++) {
+        fixture f;
+        CHECK_OK(fixture_make(&f, 3, 1 << 16, 0, 3, NULL));
+        vram_engine_options eo = host_opts();
+        eo.slot_count = 1;
+        eo.copy_streams = 1;
+        eo.async_copies = async;
+        vram_engine *eng = NULL;
+        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        if (!eng) {
+            fixture_free(&f);
+            continue;
+        }
+        static uint8_t old_bytes[1 << 16], new_bytes[1 << 16];
+        memset(old_bytes, 0xAA, sizeof old_bytes);
+        memset(new_bytes, 0xBB, sizeof new_bytes);
+        for (int b = 0; b < 3; b++)
+            CHECK_OK(vram_engine_write(eng, b, 0, old_bytes, sizeof old_bytes));
+        vram_backend *be = vram_engine_get_backend(eng);
+        void *cs = NULL;
+        CHECK_OK(be->ops->stream_create(be, &cs));
+        uint64_t addr;
+        peek_job j = {0};
+        CHECK_OK(vram_engine_acquire(eng, 2, cs, &addr));
+        CHECK_OK(be->ops->spin(be, cs, 100)); /* the host runs ahead, as under CUDA */
+        CHECK_OK(vram_engine_release(eng, 2, cs));
+        CHECK_OK(vram_engine_acquire(eng, 0, cs, &addr));
+        j.p = (const uint8_t *)(uintptr_t)addr;
+        CHECK_OK(be->ops->host_func(be, cs, peek_fn, &j)); /* block 0's "kernel" */
+        CHECK_OK(vram_engine_release(eng, 0, cs));
+        CHECK_OK(vram_engine_acquire(eng, 1, cs, &addr)); /* block 0's slot goes to 1 */
+        CHECK_OK(vram_engine_release(eng, 1, cs));
+        CHECK_OK(vram_engine_write(eng, 0, 0, new_bytes, sizeof new_bytes));
+        CHECK_OK(be->ops->stream_sync(be, cs));
+        CHECK_INT(j.seen, 0xAA);
+        be->ops->stream_destroy(be, cs);
+        vram_engine_destroy(eng);
+        fixture_free(&f);
+    }
+}
+
+/* Destroying the engine while the caller's stream still runs a block (and
+ * will record its release events) waits for that work instead of freeing
+ * what it uses (ASan saw the queued records touch freed events). */
+static void test_destroy_while_the_device_is_busy(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f, 2, 4096, 0, 2, NULL));
+    vram_engine_options eo = host_opts();
+    eo.slot_count = 2;
+    vram_engine *eng = filled_engine(&f, &eo);
+    if (eng) {
+        vram_backend *be = vram_engine_get_backend(eng);
+        void *cs = NULL;
+        CHECK_OK(be->ops->stream_create(be, &cs));
+        uint64_t addr;
+        CHECK_OK(vram_engine_acquire(eng, 0, cs, &addr));
+        CHECK_OK(be->ops->spin(be, cs, 50));
+        CHECK_OK(vram_engine_release(eng, 0, cs));
+        vram_engine_destroy(eng); /* the stream is still in its 50 ms "kernel" */
+    }
+    fixture_free(&f);
+}
+
 /* ---- switches ---- */
 
 static void timeline_streams(vram_engine *eng, int *seen, int nseen, int *copies, int *computes) {
@@ -775,6 +855,8 @@ int main(void) {
     test_integrity_random();
     test_slot_never_overwritten_in_use();
     test_free_slot_across_passes();
+    test_write_waits_for_a_queued_copy();
+    test_destroy_while_the_device_is_busy();
     test_copy_streams_switch();
     test_async_switch();
     test_pacing();
