@@ -569,6 +569,10 @@ void vram_engine_destroy(vram_engine *eng) {
         for (int i = 0; eng->streams && i < eng->nstreams; i++)
             if (eng->streams[i])
                 be->ops->stream_sync(be, eng->streams[i]);
+        /* The caller's streams may still run released blocks: their release
+         * events say when, and slots and events go only after (cuMemFree
+         * only "may" synchronize). */
+        tl_drain(eng);
         for (uint64_t i = tl_oldest(eng); i < eng->tl_next; i++)
             tl_release_events(eng, tl_at(eng, i));
         for (int i = 0; eng->streams && i < eng->nstreams; i++)
