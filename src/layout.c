@@ -430,13 +430,14 @@ int vram_layout_from_blocks(const uint64_t *block_bytes, int block_count, uint64
         return vram_fail(VRAM_E_INVALID, "vram_layout_from_blocks: block_bytes is NULL");
     if (dim < 0)
         return vram_fail(VRAM_E_RANGE, "dim %d is negative", dim);
-    /* 2^52 bytes per part: sums of 4096 of them cannot overflow. */
-    const uint64_t limit = (uint64_t)1 << 52;
+    /* 2^50 bytes per part: sums of the rest and 4096 blocks (alignment
+     * included) stay far below 2^64. */
+    const uint64_t limit = (uint64_t)1 << 50;
     if (rest_bytes > limit)
-        return vram_fail(VRAM_E_RANGE, "rest_bytes %" PRIu64 " is above 2^52", rest_bytes);
+        return vram_fail(VRAM_E_RANGE, "rest_bytes %" PRIu64 " is above 2^50", rest_bytes);
     for (int b = 0; b < block_count; b++)
         if (block_bytes[b] > limit)
-            return vram_fail(VRAM_E_RANGE, "block %d: %" PRIu64 " bytes is above 2^52", b,
+            return vram_fail(VRAM_E_RANGE, "block %d: %" PRIu64 " bytes is above 2^50", b,
                              block_bytes[b]);
     return synthetic(block_bytes, 0, block_count, rest_bytes, dim, "blocks", out);
 }

@@ -108,8 +108,8 @@ static const option_rule rules[] = {
     RULE(num_cuda_streams, true, 1, VRAM_PLAN_MAX_STREAMS, false, 0, true, ""),
     RULE(bandwidth_target, false, 0.1, 1.0, false, 0, true, ""),
     RULE(vace_blocks_to_swap, true, 0, 15, false, 0, true, ""),
-    RULE(measured_h2d_gbps, false, 0, HUGE_VAL, false, 0, false, " (0 = not set)"),
-    RULE(measured_block_ms, false, 0, HUGE_VAL, false, 0, false, " (0 = not set)"),
+    RULE(measured_h2d_gbps, false, 0, 10000, false, 0, false, " (0 = not set)"),
+    RULE(measured_block_ms, false, 0, 1e6, false, 0, false, " (0 = not set)"),
     RULE(max_pinned_mb, false, 0, HUGE_VAL, false, 0, false, " (0 = not set)"),
     RULE(disk_gbps, false, 0.01, 1000, false, 0, false, ""),
 };
@@ -548,10 +548,16 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
     plan->dim = (int)lround(dim);
     plan->ffn_dim = (int)lround(ffn);
     /* Self-attention 4 T^2 dim, cross-attention 4 T L dim, matmuls 2 T params. */
-    double ref_bytes = main_count ? main_bytes / main_count : 1;
+    /* measured_block_ms is a mean main block's; blocks scale with their size
+     * (a VACE-only model: its blocks' mean). */
+    double all_bytes = 0;
+    for (int i = 0; i < n; i++)
+        all_bytes += (double)p->bytes[i];
+    double ref_bytes = main_count ? main_bytes / main_count : n ? all_bytes / n : 0;
     for (int i = 0; i < n; i++) {
         if (p->o->measured_block_ms > 0) {
-            p->compute_ms[i] = p->o->measured_block_ms * (double)p->bytes[i] / ref_bytes;
+            p->compute_ms[i] = p->o->measured_block_ms *
+                               (ref_bytes > 0 ? (double)p->bytes[i] / ref_bytes : 1);
         } else {
             double flops = 2 * tokens * linear[i] + 4 * tokens * tokens * dim +
                            4 * tokens * p->o->text_tokens * dim;
@@ -711,6 +717,12 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
     arrange(p, ch.arrangement, count_main, count_vace);
     assign_tiers(p);
     footprint f = measure(p);
+    if (any_disk(p) && f.slot > p->dram_usable && !plan->mem.dram_known)
+        return vram_fail(VRAM_E_DOES_NOT_FIT,
+                         "the DRAM size is unknown (no readable /proc/meminfo), so the %d "
+                         "streamed blocks would all be read from disk through a staging buffer "
+                         "of %.1f MiB; give the DRAM size (vram_hw_set_dram, --dram-total)",
+                         f.count, f.slot / VRAM_MIB);
     if (any_disk(p) && f.slot > p->dram_usable)
         return vram_fail(VRAM_E_DOES_NOT_FIT,
                          "disk-tier blocks are read through a staging buffer of %.1f MiB, but "
@@ -808,9 +820,9 @@ int vram_plan_create(const vram_layout *layout, const vram_hw *hw, const vram_pl
     p.pinned_budget = 0;
     if (o->enable_dram_optimization) {
         p.pinned_budget = p.dram_usable;
-        uint64_t cap_pinned = (uint64_t)(o->max_pinned_mb * VRAM_MIB);
-        if (o->max_pinned_mb > 0 && cap_pinned < p.pinned_budget)
-            p.pinned_budget = cap_pinned;
+        double cap_pinned = o->max_pinned_mb * VRAM_MIB; /* compared before converting */
+        if (o->max_pinned_mb > 0 && cap_pinned < (double)p.pinned_budget)
+            p.pinned_budget = (uint64_t)cap_pinned;
     }
 
     st = read_layout(&p, layout, &info, plan, tokens, m->bf16_tflops);

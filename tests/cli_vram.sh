@@ -60,6 +60,8 @@ expect 0 'sampling step: .*\(1 forward\(s\), then a sync\)' -- "$VRAM" plan --mo
 expect 2 'passes: 5 is out of range \(1-4\)' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --passes 5
 # --vace-blocks is manual-only (auto mode does not read it): it turns manual on, and this model has no VACE blocks
 expect 1 'vace_blocks_to_swap is 1, allowed 0-0 for this model' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --vace-blocks 1
+expect 2 'width: 833 is not 16 plus a multiple of 16' -- "$VRAM" plan --model wan2.1-t2v-14b --width 833
+expect 1 'DRAM size is unknown .*--dram-total' -- env VRAM_PROC_ROOT=/nonexistent "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090
 expect 0 'synchronous' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-cuda-opt
 expect 0 'pageable memory' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-dram-opt
 expect 0 'streamed' -- "$VRAM" plan --model wan2.1-t2v-14b --vram-total 24564 --vram-used 1000
@@ -100,8 +102,8 @@ expect 2 'needs a value' -- "$VRAM" plan --model
 expect 2 'plan needs --model' -- "$VRAM" plan
 expect 1 'RTX 4090' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu "GTX 9999"
 expect 1 'wan2.1-t2v-14b' -- "$VRAM" plan --model wan9-unknown --gpu 4090
-expect 1 'frames' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --frames 80
-expect 1 'width' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --width 830
+expect 2 'frames' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --frames 80
+expect 2 'width' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --width 830
 expect 1 'does not fit' -- "$VRAM" plan --model wan2.1-t2v-14b --vram-total 2000
 expect 1 'does not fit' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --manual --blocks-to-swap 1
 one_line "$VRAM" plan --model wan2.1-t2v-14b --threshold abc

@@ -164,9 +164,11 @@ static void test_options(void) {
     BAD(b_.bandwidth_target = 0.05, "bandwidth_target is 0.05, allowed 0.1-1");
     BAD(b_.bandwidth_target = 1.2, "bandwidth_target is 1.2, allowed 0.1-1");
     BAD(b_.vace_blocks_to_swap = 16, "vace_blocks_to_swap is 16, allowed 0-15");
-    BAD(b_.measured_h2d_gbps = -1, "measured_h2d_gbps is -1, allowed 0 or more (0 = not set)");
-    BAD(b_.measured_block_ms = INFINITY,
-        "measured_block_ms is inf, allowed 0 or more (0 = not set)");
+    BAD(b_.measured_h2d_gbps = -1, "measured_h2d_gbps is -1, allowed 0-10000 (0 = not set)");
+    BAD(b_.measured_h2d_gbps = 1e5, "measured_h2d_gbps is 100000, allowed 0-10000 (0 = not set)");
+    BAD(b_.measured_block_ms = INFINITY, "measured_block_ms is inf, allowed 0-1e+06 (0 = not set)");
+    BAD(b_.measured_block_ms = 1e300,
+        "measured_block_ms is 1e+300, allowed 0-1e+06 (0 = not set)");
     BAD(b_.max_pinned_mb = -5, "max_pinned_mb is -5, allowed 0 or more (0 = not set)");
     BAD(b_.disk_gbps = 0, "disk_gbps is 0, allowed 0.01-1000");
     BAD(b_.gpu_index = -1, "gpu_index is -1, allowed 0-1023");
@@ -1003,6 +1005,50 @@ static void test_share_of_staged_copies(void) {
     vram_hw_free(hw);
 }
 
+/* Inputs at the edges of what validation allows (found by a review). */
+static void test_extreme_inputs(void) {
+    vram_hw *hw = make_hw("RTX 4090", 131072, 98304);
+    vram_layout *l = catalog("wan2.1-t2v-14b", VRAM_DTYPE_BF16);
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    vram_plan_summary base, huge;
+    CHECK_OK(plan_summary(l, hw, &o, &base));
+    o.max_pinned_mb = 1e14; /* more bytes than 2^64: no cap, not a zero one */
+    CHECK_OK(plan_summary(l, hw, &o, &huge));
+    CHECK(base.pinned_bytes > 0 && huge.pinned_bytes == base.pinned_bytes);
+    CHECK(huge.pageable_bytes == 0);
+    vram_layout_free(l);
+
+    /* A model of VACE blocks only: measured_block_ms is its mean block's
+     * time (it was scaled by the block's bytes, as if the mean were 1 byte). */
+    char dir[] = "/tmp/vram_plan_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/vace.safetensors", dir);
+    CHECK(write_model(path, 0, 4) == 0);
+    vram_layout *vace = NULL;
+    CHECK_OK(vram_layout_open(path, &vace));
+    vram_plan_options_init(&o);
+    o.measured_block_ms = 5;
+    vram_plan *p = NULL;
+    if (vace)
+        CHECK_OK(vram_plan_create(vace, hw, &o, &p));
+    if (p)
+        for (int b = 0; b < p->sum.block_count; b++)
+            CHECK_NEAR(p->blocks[b].compute_ms, 5, 1e-9);
+    vram_plan_free(p);
+    vram_layout_free(vace);
+    unlink(path);
+    rmdir(dir);
+
+    /* Sums of 4,096 blocks must not wrap: parts above 2^50 bytes are refused. */
+    uint64_t big[2] = {(uint64_t)1 << 51, 1};
+    vram_layout *none = NULL;
+    CHECK_INT(vram_layout_from_blocks(big, 2, 0, 0, &none), VRAM_E_RANGE);
+    CHECK(none == NULL);
+    vram_hw_free(hw);
+}
+
 /* The seed's fallback (size and layer count only) plans the same way. */
 static void test_from_size(void) {
     vram_hw *hw = make_hw("RTX 4090", 131072, 98304);
@@ -1035,6 +1081,7 @@ int main(void) {
     test_option_effects();
     test_tiers_and_vace();
     test_share_of_staged_copies();
+    test_extreme_inputs();
     test_does_not_fit();
     test_reference_pipeline();
     test_spread_late();

@@ -198,6 +198,9 @@ static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char 
         if (v < r.min || v > r.max)
             return failf(err, errlen, "%s: %s is out of range (%g-%g)", sp->name, value, r.min,
                          r.max);
+        if (r.step > 0 && fmod(v - r.min, r.step) != 0)
+            return failf(err, errlen, "%s: %s is not %g plus a multiple of %d", sp->name, value,
+                         r.min, r.step);
         if (sp->kind == OPT_INT)
             *(int *)field = (int)v;
         else
