@@ -71,6 +71,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "monitor": ("实时内存监控", "Live memory monitor"),
     "ready": ("就绪", "Ready"),
     "done": ("完成", "Done"),
+    "vram_off": ("智能 VRAM 管理未启用", "Intelligent VRAM management was off"),
 }
 
 

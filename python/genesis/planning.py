@@ -138,11 +138,17 @@ class SwapOptions:
     safety_reserve_percent: float | None = None
 
     def validate(self, block_count: int, vace_count: int = 0) -> None:
+        """The ranges libvram checks: the model's block counts bound the
+        manual counts only in manual mode (auto mode does not read them, so a
+        stale value from a greyed-out slider must not fail the plan)."""
+        manual = self.manual
         check_option_range("vram_threshold_percent", self.vram_threshold_percent)
-        check_option_range("blocks_to_swap", self.blocks_to_swap, most=block_count)
+        check_option_range("blocks_to_swap", self.blocks_to_swap,
+                           most=block_count if manual else None)
         check_option_range("num_cuda_streams", self.num_cuda_streams)
         check_option_range("bandwidth_target", self.bandwidth_target)
-        check_option_range("vace_blocks_to_swap", self.vace_blocks_to_swap, most=vace_count)
+        check_option_range("vace_blocks_to_swap", self.vace_blocks_to_swap,
+                           most=vace_count if manual else None)
 
     @property
     def manual(self) -> bool:

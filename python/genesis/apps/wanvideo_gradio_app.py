@@ -126,6 +126,17 @@ def apply_preset(preset_name: str) -> tuple[int, float, float, str, bool, bool, 
     return (30, 6.0, 5.0, "unipc", False, False, True, 50.0)
 
 
+def done_text(texts: Texts, meta: dict[str, Any]) -> str:
+    """The status line after a run; when block swapping could not be set up
+    (the run went on unswapped) it says why, not only the debug log."""
+    done = texts.plain("done") + f" — {meta['generate_s']:.2f} s, {meta['frames']} frames"
+    if "note" in meta:
+        done += f" ({meta['note']})"
+    if meta.get("vram_error"):
+        done += f" — {texts.plain('vram_off')}: {meta['vram_error']}"
+    return done
+
+
 def vram_mode_text(texts: Texts, block_swap_enabled: bool, auto_hardware_tuning: bool) -> str:
     if not block_swap_enabled:
         return texts.plain("mode_off")
@@ -366,10 +377,8 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
 
         def run_one(*args: Any, progress: Any, cancel: threading.Event) -> tuple[Any, ...]:
             video, gallery, meta = app.generate_video(*args, progress=progress, cancel=cancel)
-            done = t.plain("done") + f" — {meta['generate_s']:.2f} s, {meta['frames']} frames"
-            if "note" in meta:
-                done += f" ({meta['note']})"
-            return video, gallery, meta, done, "\n".join(app.last_log), timeline_figure(app.last_timeline)
+            return (video, gallery, meta, done_text(t, meta), "\n".join(app.last_log),
+                    timeline_figure(app.last_timeline))
 
         async def generate_wrapper(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
             # The run goes to a thread; when Gradio cancels this task the run

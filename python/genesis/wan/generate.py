@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - one line, not a traceback, for a failed run
+        print(f"error: generation failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(res.video_path), out)
     shutil.rmtree(out.parent / ".genesis-tmp", ignore_errors=True)

@@ -27,7 +27,8 @@ import numpy as np
 from . import swap
 from .loading import LoadedModel, ModelSpec, load_pipeline, transformer_size
 from .schedulers import make_scheduler
-from .validation import validate_request
+from .tiny import TINY_I2V, TINY_T2V
+from .validation import InputError, validate_request
 from .video import gallery_frames, to_uint8_frames, write_mp4
 from .vram_setup import LogFn, VramSettings, build_block_swap_args
 
@@ -220,6 +221,9 @@ class WanGenerator:
                 output_type="np",
             )
             if loaded.i2v:
+                if req.image is None:
+                    raise InputError("This is an image-to-video model: give it an input image. / "
+                                     "图生视频模型需要输入图像")
                 call["image"] = req.image.convert("RGB")
             if progress is not None:
                 progress(0, req.steps)
@@ -239,12 +243,13 @@ class WanGenerator:
         frames = np.asarray(frames)[0]
         pixels = to_uint8_frames(frames)  # once, for the mp4 and the gallery
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        video = write_mp4(pixels, self.output_dir / f"wan-{int(started)}-{seed}.mp4", fps=req.fps)
+        # Unique even for two runs of one seed started in the same second.
+        video = write_mp4(pixels, self.output_dir / f"wan-{time.time_ns()}-{seed}.mp4", fps=req.fps)
         peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None
         # The first step includes text encoding; the steady state is the rest.
         steady = step_times[1:] or step_times
         meta: dict[str, Any] = {
-            "model": str(loaded.path) if not loaded.is_tiny else f"{req.model.model or 'tiny'} (built-in)",
+            "model": str(loaded.path) if not loaded.is_tiny else f"{TINY_I2V if loaded.i2v else TINY_T2V} (built-in)",
             "task": "image-to-video" if loaded.i2v else "text-to-video",
             "device": self.device,
             "prompt": req.prompt,

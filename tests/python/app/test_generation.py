@@ -144,7 +144,7 @@ def test_single_file_checkpoint_with_base(app: WanVideoApp, tmp_path: Path) -> N
         assert torch.equal(a, b), k
     assert transformer_size(loaded.pipe.transformer)[1] == 4
     _, _, meta = run(app, model_path=str(ckpt), model_base=str(tiny_model_path("tiny")))
-    assert meta["model"].endswith("tiny-wan-v1")
+    assert meta["model"].endswith("tiny-wan-v2")
 
 
 def test_cli_generate(tmp_path: Path) -> None:
@@ -211,3 +211,47 @@ def test_cli_block_swap_debug(tmp_path: Path) -> None:
     assert "[VRAM] 手动配置:" in r.stdout and "✓ 智能 VRAM 管理已启用" in r.stdout
     m = json.loads(meta.read_text())
     assert m["vram_mode"] == "manual" and m["plan"]["streamed_count"] == 2 and m["bytes_streamed"] > 0
+
+
+def test_tiny_model_past_512_pixels(app: WanVideoApp) -> None:
+    """33 patches across (528 px): the tiny model's RoPE table was 32 long."""
+    video, _, meta = run(app, width=528, height=64)
+    assert Path(video).is_file() and meta["width"] == 528
+
+
+def test_vace_value_in_auto_mode_keeps_swapping_on(app: WanVideoApp) -> None:
+    """Auto mode does not read vace_blocks_to_swap (its slider is locked);
+    a value left from manual mode must not turn block swapping off."""
+    _, _, meta = run(app, block_swap_enabled=True,
+                     vram=dict(auto_hardware_tuning=True, vace_blocks_to_swap=1))
+    assert meta["vram_mode"] == "auto" and meta["vram_error"] is None
+
+
+def test_status_line_says_why_swapping_was_off(app: WanVideoApp) -> None:
+    from genesis.apps.wanvideo_gradio_app import done_text
+    from genesis.i18n import Texts
+
+    _, _, meta = run(app, block_swap_enabled=True,
+                     vram=dict(auto_hardware_tuning=False, blocks_to_swap=10))
+    assert meta["vram_mode"] == "off" and "allowed 0-4" in meta["vram_error"]
+    assert "Intelligent VRAM management was off: blocks_to_swap=10" in done_text(Texts("en"), meta)
+    _, _, ok = run(app)
+    assert "VRAM" not in done_text(Texts("en"), ok)
+
+
+def test_image_model_without_an_image(app: WanVideoApp) -> None:
+    with pytest.raises(InputError, match="image-to-video model: give it an input image"):
+        run(app, model_path="tiny-i2v")
+    assert Path(run(app)[0]).is_file()  # and the app still serves
+
+
+def test_two_runs_never_share_a_video_file(app: WanVideoApp) -> None:
+    a, b = run(app, seed=5)[0], run(app, seed=5)[0]
+    assert a != b and Path(a).is_file() and Path(b).is_file()
+
+
+def test_tiny_image_model_is_named_in_the_metadata(app: WanVideoApp) -> None:
+    from PIL import Image
+
+    meta = run(app, image=Image.new("RGB", (64, 64), (10, 200, 30)))[2]
+    assert meta["model"] == "tiny-i2v (built-in)"
