@@ -175,6 +175,11 @@ class WanGenerator:
         pipe.scheduler = make_scheduler(req.scheduler, req.shift, pipe.scheduler.config.get("num_train_timesteps", 1000))
 
         size_mb, num_layers = transformer_size(pipe.transformer)
+        if req.block_swap_enabled and any(p.is_cuda for p in pipe.transformer.parameters()):
+            # An unswapped run left the pipeline on the GPU: step 2 must see
+            # the GPU without it, and the swap must start from host memory.
+            pipe.to("cpu")
+            torch.cuda.empty_cache()
         passes = 2 if req.cfg > 1.0 else 1
         video = {"width": req.width, "height": req.height, "frames": req.frames, "passes_per_step": passes}
         setup = build_block_swap_args(
