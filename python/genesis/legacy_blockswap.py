@@ -64,6 +64,7 @@ class LegacyBlockSwap:
         self._orig_device = next((t.device for t in model.parameters()), torch.device("cpu"))
         # Execution order: VACE blocks are separate lists; each list swaps its tail.
         self.sequence: list[nn.Module] = list(main) + list(vace or [])
+        self._n_main = len(main)
         swapped_main = list(range(len(main) - blocks_to_swap, len(main)))
         swapped_vace = [len(main) + i for i in range(len(vace or []) - vace_blocks_to_swap,
                                                      len(vace or []))]
@@ -123,7 +124,10 @@ class LegacyBlockSwap:
                 if self.debug:
                     self._t0[i] = time.perf_counter()
                     self.timings.append({"block": i, "to_device_ms": (self._t0[i] - t) * 1000})
-            for j in range(i + 1, min(len(self.sequence), i + 1 + self.prefetch)):
+            # Within the block's own list, as kijai's: the VACE blocks run
+            # before the main ones, so one prefetched from there would stay.
+            end = self._n_main if i < self._n_main else len(self.sequence)
+            for j in range(i + 1, min(end, i + 1 + self.prefetch)):
                 if j in self.swapped and j not in self._in_flight:
                     self.sequence[j].to(self.device, non_blocking=True)
                     self._in_flight.add(j)

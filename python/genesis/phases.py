@@ -4,7 +4,7 @@ GPU (encode, denoise, decode) when libvram says they don't fit together.
     phases = Phases({"text_encoder": pipe.text_encoder, "transformer": pipe.transformer,
                      "vae": pipe.vae}, width=832, height=480, frames=81)
     phases.install(pipe)     # hooks around encode_prompt / transformer / vae.decode
-    ...                      # or: with phases.phase("vae"): pipe.vae.decode(...)
+    ...                      # or: with phases.phase("decode"): pipe.vae.decode(...)
     phases.remove()
 
 The decision is libvram's: each component is one block of a layout (a
@@ -33,6 +33,8 @@ from .vram import DoesNotFit, Layout, Plan
 
 logger = logging.getLogger("genesis.phases")
 LogFn = Callable[[str], None]
+
+_MISSING = object()
 
 # The phase each component belongs to (several transformers share one).
 PHASE_OF = {"text_encoder": "encode", "image_encoder": "encode", "transformer": "denoise",
@@ -64,7 +66,7 @@ class Phases:
         self.history: list[str] = []
         self.moves: list[tuple[str, str]] = []
         self._hooks: list[Any] = []
-        self._wrapped: list[tuple[Any, str]] = []
+        self._wrapped: list[tuple[Any, str, Any, Any]] = []  # owner, attr, ours, before
         names = list(self.components)
         self.sizes = {n: _footprint(self.components[n]) for n in names}
         # hardware: a generation's snapshot, used when taken for this gpu /
@@ -95,7 +97,12 @@ class Phases:
         self.moves.append((name, str(device)))
 
     def enter(self, phase: str) -> None:
-        """Makes `phase` ('encode', 'denoise', 'decode') the one on the GPU."""
+        """Makes `phase` ('encode', 'denoise', 'decode', or a component's
+        name: 'vae' is 'decode') the one on the GPU."""
+        phase = PHASE_OF.get(phase, phase)
+        if phase not in PHASE_OF.values():
+            raise ValueError(f"unknown phase {phase!r}: encode, denoise or decode (or a "
+                             f"component: {', '.join(PHASE_OF)})")
         if phase == self.current:
             return
         first = self.current is None
@@ -130,8 +137,9 @@ class Phases:
             self.enter(phase)
             return fn(*args, **kwargs)
 
+        before = getattr(owner, "__dict__", {}).get(attr, _MISSING)  # one set on the instance
         setattr(owner, attr, wrapper)
-        self._wrapped.append((owner, attr))
+        self._wrapped.append((owner, attr, wrapper, before))
 
     def install(self, pipe: Any) -> Phases:
         """Hooks a diffusers-style pipeline: encode_prompt / encode_image ->
@@ -152,7 +160,11 @@ class Phases:
     def remove(self) -> None:
         for h in self._hooks:
             h.remove()
-        for owner, attr in self._wrapped:
-            if attr in getattr(owner, "__dict__", {}):
+        for owner, attr, ours, before in reversed(self._wrapped):
+            if getattr(owner, "__dict__", {}).get(attr) is not ours:
+                continue  # replaced since: not ours to undo
+            if before is _MISSING:
                 delattr(owner, attr)
+            else:
+                setattr(owner, attr, before)
         self._hooks, self._wrapped = [], []

@@ -105,3 +105,40 @@ def test_phases_leave_block_swapped_models_alone() -> None:
     ph.enter("denoise")
     assert all(name != "transformer" for name, _ in ph.moves)
     swap.remove()
+
+
+def test_legacy_prefetch_stays_within_its_list() -> None:
+    """The VACE blocks run before the main ones: a main block prefetching
+    into them (as the sequence once allowed) left a VACE block on the
+    device after every forward."""
+    model = tiny(vace=2)
+    swap = LegacyBlockSwap(model, blocks_to_swap=3, vace_blocks_to_swap=1, prefetch_blocks=2,
+                           device="cpu")
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(2, 64))
+    assert swap.stats()["moves_in"] == swap.stats()["moves_out"] == 8  # 4 swapped, 2 forwards
+    swap.remove()
+
+
+def test_phases_restore_what_they_wrapped_and_name_phases() -> None:
+    te, tr, vae = tiny(d=64, n=1), tiny(d=64, n=2), tiny(d=64, n=1)
+    ph = Phases({"text_encoder": te, "transformer": tr, "vae": vae}, device="cpu",
+                vram_mb=10000, width=16, height=16, frames=1)
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.text_encoder, self.transformer, self.vae = te, tr, vae
+
+    pipe = Pipe()
+    mine = lambda p: p  # noqa: E731 - a wrapper the user set on the instance
+    pipe.encode_prompt = mine
+    vae.decode = mine
+    ph.install(pipe)
+    assert pipe.encode_prompt is not mine
+    ph.enter("vae")  # a component's name: its phase
+    assert ph.current == "decode"
+    with pytest.raises(ValueError, match="unknown phase 'nope'"):
+        ph.enter("nope")
+    ph.remove()
+    assert pipe.encode_prompt is mine and vae.decode is mine
