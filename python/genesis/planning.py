@@ -120,7 +120,7 @@ class SwapOptions:
     for). None = libvram's default."""
 
     vram_threshold_percent: float = 50.0
-    auto_hardware_tuning: bool | None = None  # None: manual when blocks_to_swap > 0
+    auto_hardware_tuning: bool | None = None  # None: manual when a block count is given
     blocks_to_swap: int = 0
     num_cuda_streams: int = 8
     bandwidth_target: float = 0.8
@@ -153,7 +153,7 @@ class SwapOptions:
     @property
     def manual(self) -> bool:
         if self.auto_hardware_tuning is None:
-            return self.blocks_to_swap > 0
+            return self.blocks_to_swap > 0 or self.vace_blocks_to_swap > 0
         return not self.auto_hardware_tuning
 
     def plan_kwargs(self, gpu_index: int = 0) -> dict[str, Any]:
