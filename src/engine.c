@@ -530,18 +530,18 @@ static void note_peak(vram_engine *eng) {
 /* Keeps the next min(K, streamed) blocks of the order in slots (async
  * copies only), then records the peak of slots in use: every change of
  * slot occupancy ends here.
- * Once the pass's last streamed block is acquired, and slots are reused
- * (more streamed blocks than slots), it fills one slot fewer (K - 1, at
- * least 1): a caller that synchronizes between passes (a timing loop, a
- * sampler step reading a value back) then starts the next pass with a free
- * slot, so the copy engine starts at once instead of idling until the first
- * streamed block's compute frees one (the 4,590-token gap on the H100).
- * Back to back, the host issues that copy at the next pass's first acquire;
- * when the host runs ahead of the device (CUDA) the device sees no change. */
+ * Once the pass's last streamed block is acquired it keeps only
+ * vram_prefetch_across_pass of them: with slots reused, one slot stays
+ * free, so a caller that synchronizes between passes (a timing loop, a
+ * sampler step reading a value back) starts the next pass with its copy
+ * engine busy at once instead of idling until the first streamed block's
+ * compute frees a slot (the 4,590-token gap on the H100). Back to back, the
+ * host issues that copy at the next pass's first acquire; when the host runs
+ * ahead of the device (CUDA) the device sees no change. */
 static int prefetch(vram_engine *eng) {
-    int st = VRAM_OK, w = eng->async && eng->m > 0 ? window(eng) : 0;
-    if (eng->pass_end && eng->m > eng->nslots && w > 1)
-        w--;
+    int st = VRAM_OK, w = !eng->async || eng->m == 0 ? 0
+                          : eng->pass_end      ? vram_prefetch_across_pass(eng->nslots, eng->m)
+                                               : window(eng);
     for (int i = 0; i < w && st == VRAM_OK; i++) {
         int b = eng->seq[(eng->cons + i) % eng->m];
         if (eng->blocks[b].slot >= 0)

@@ -34,6 +34,15 @@ static inline uint64_t vram_align_up(uint64_t n) {
  * The planner reserves the same number. */
 static inline int vram_staging_buffers(int copy_streams) { return copy_streams > 1 ? 2 : 1; }
 
+/* Streamed blocks the engine keeps copied ahead once a pass's last streamed
+ * block is acquired (the next pass's first ones): every one when they all
+ * fit in the slots, else one slot fewer than there are (at least one), so a
+ * pass after a synchronize starts with a free slot. The planner's step
+ * simulation assumes the same number. */
+static inline int vram_prefetch_across_pass(int slots, int streamed) {
+    return streamed <= slots ? streamed : slots > 1 ? slots - 1 : 1;
+}
+
 /* The DRAM this process can have: MemTotal, or the cgroup limit when one
  * applies and is lower (stats and the planner both count from this). */
 static inline uint64_t vram_dram_usable_total(const vram_dram_info *d) {

@@ -146,9 +146,7 @@ double vram_simulate_steps(const vram_sim_block *b, int n, int streams, bool asy
             if (b[i].slot >= slots)
                 slots = b[i].slot + 1;
         }
-    /* What the engine prefetches across a step's end (see prefetch in
-     * engine.c): one slot fewer than it has, once slots are reused. */
-    int cross = !async ? 0 : streamed <= slots ? streamed : slots > 1 ? slots - 1 : 1;
+    int cross = async ? vram_prefetch_across_pass(slots, streamed) : 0;
     if (passes_per_sync < 1)
         passes_per_sync = 1;
     double sync = 0, measured_from = 0, cross_end[VRAM_PLAN_MAX_SLOTS];
