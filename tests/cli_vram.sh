@@ -60,7 +60,7 @@ expect 0 'sampling step: .*\(1 forward\(s\), then a sync\)' -- "$VRAM" plan --mo
 expect 2 'passes: 5 is out of range \(1-4\)' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --passes 5
 # --vace-blocks is manual-only (auto mode does not read it): it turns manual on, and this model has no VACE blocks
 expect 1 'vace_blocks_to_swap is 1, allowed 0-0 for this model' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --vace-blocks 1
-expect 2 'width: 833 is not 16 plus a multiple of 16' -- "$VRAM" plan --model wan2.1-t2v-14b --width 833
+expect 2 'width is 833, allowed 16-8192 in multiples of 16' -- "$VRAM" plan --model wan2.1-t2v-14b --width 833
 expect 1 'DRAM size is unknown .*--dram-total' -- env VRAM_PROC_ROOT=/nonexistent "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090
 expect 0 'synchronous' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-cuda-opt
 expect 0 'pageable memory' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-dram-opt

@@ -198,9 +198,6 @@ static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char 
         if (v < r.min || v > r.max)
             return failf(err, errlen, "%s: %s is out of range (%g-%g)", sp->name, value, r.min,
                          r.max);
-        if (r.step > 0 && fmod(v - r.min, r.step) != 0)
-            return failf(err, errlen, "%s: %s is not %g plus a multiple of %d", sp->name, value,
-                         r.min, r.step);
         if (sp->kind == OPT_INT)
             *(int *)field = (int)v;
         else
@@ -302,5 +299,8 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errlen) {
         return failf(err, errlen, "inspect needs a FILE (.safetensors or .index.json)");
     if (a->command == CLI_PLAN && !a->model)
         return failf(err, errlen, "plan needs --model FILE|NAME (see 'vram models')");
+    /* The rest of libvram's rules (a width off its step): bad usage too. */
+    if (a->command == CLI_PLAN && vram_plan_options_validate(&a->plan) != VRAM_OK)
+        return failf(err, errlen, "%s", vram_last_error());
     return 0;
 }

@@ -334,11 +334,9 @@ static void print_plan_short(const vram_plan *p) {
 }
 
 static int cmd_plan(const cli_args *a) {
-    int st = vram_plan_options_validate(&a->plan);
-    if (st)
-        return report(st, "options");
     vram_layout *l;
-    if ((st = open_model(a, &l)))
+    int st = open_model(a, &l);
+    if (st)
         return report(st, a->model);
     vram_hw *hw;
     if ((st = build_hw(a, &hw))) {
