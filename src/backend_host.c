@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include "backend.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,8 +72,6 @@ struct hbackend {
 
 #define HB(b) ((hbackend *)(b))
 
-static double max2(double a, double b) { return a > b ? a : b; }
-
 /* Sleeps until vram_now_ms() reaches `end`; returns `end`. */
 static double sleep_until(double end) {
     double ms = end - vram_now_ms();
@@ -99,7 +98,7 @@ static double link_copy(hbackend *hb, const hop *op, double ready) {
     if (hb->bytes_per_ms <= 0)
         return timed_from(ready, copy_op, op);
     pthread_mutex_lock(&hb->mu);
-    double start = max2(hb->link_free_at[op->dir], ready);
+    double start = fmax(hb->link_free_at[op->dir], ready);
     double end = start + (double)op->n / hb->bytes_per_ms;
     hb->link_free_at[op->dir] = end;
     pthread_mutex_unlock(&hb->mu);
@@ -169,9 +168,9 @@ static void *worker(void *arg) {
         }
         s->head = (s->head + 1) % s->cap;
         s->count--;
-        double ready = max2(s->clock, op.t_submit);
+        double ready = fmax(s->clock, op.t_submit);
         if (op.kind == OP_WAIT)
-            ready = max2(ready, op.ev->t);
+            ready = fmax(ready, op.ev->t);
         if (op.kind == OP_RECORD) {
             complete_event(hb, op.ev, op.target, ready);
         } else if (op.kind != OP_WAIT) {

@@ -518,7 +518,7 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
     size_t elem = vram_dtype_size(info->main_dtype);
     if (!elem)
         elem = 2;
-    double max_params = 0, main_bytes = 0;
+    double max_params = 0, main_bytes = 0, all_bytes = 0;
     int main_count = 0;
     for (int i = 0; i < n; i++) {
         vram_block_info bi;
@@ -530,6 +530,7 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
             return st;
         }
         p->bytes[i] = bi.packed_bytes ? bi.packed_bytes : vram_align_up(bi.nbytes);
+        all_bytes += (double)p->bytes[i];
         plan->vace[i] = bi.group == VRAM_GROUP_VACE;
         double params = bi.params ? (double)bi.params : (double)bi.nbytes / (double)elem;
         linear[i] = bi.linear_params ? (double)bi.linear_params : params;
@@ -550,9 +551,6 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
     /* Self-attention 4 T^2 dim, cross-attention 4 T L dim, matmuls 2 T params. */
     /* measured_block_ms is a mean main block's; blocks scale with their size
      * (a VACE-only model: its blocks' mean). */
-    double all_bytes = 0;
-    for (int i = 0; i < n; i++)
-        all_bytes += (double)p->bytes[i];
     double ref_bytes = main_count ? main_bytes / main_count : n ? all_bytes / n : 0;
     for (int i = 0; i < n; i++) {
         if (p->o->measured_block_ms > 0) {
