@@ -133,7 +133,11 @@ static void classify(const char *name, name_class *c) {
         /* Nine digits keep N in an int; longer runs are not block indices. */
         for (; *p >= '0' && *p <= '9' && digits < 9; p++, digits++)
             n = n * 10 + (*p - '0');
-        if (digits == 0 || *p != '.')
+        /* A module list names its children 0, 1, ...: "blocks.01." is some
+         * other container's key, and counting it as block 1 would merge it
+         * with "blocks.1.". */
+        bool leading_zero = digits > 1 && p[-digits] == '0';
+        if (digits == 0 || *p != '.' || leading_zero)
             continue;
         c->group = block_prefixes[i].group;
         c->group_index = n;

@@ -115,27 +115,38 @@ static int parse_entry(vram_layout *L, const cJSON *e, uint64_t data_start, uint
     return layout_add_tensor(L, name, dtype, ndim, shape, file_index, data_start + begin);
 }
 
-int safetensors_parse_json(vram_layout *L, const char *json, size_t len, uint64_t data_start,
-                           uint64_t data_size, int file_index, const char *source) {
+/* One JSON object filling json[0, len), white space and NUL padding aside
+ * (writers pad a header to 8 bytes); anything else after it is damage. */
+static int parse_json_object(const char *json, size_t len, const char *source, const char *what,
+                             cJSON **out) {
     const char *end = NULL;
     cJSON *root = vram_json_parse(json, len, &end);
+    *out = NULL;
     if (!root) {
         size_t at = end ? (size_t)(end - json) : 0;
-        return vram_fail(VRAM_E_FORMAT, "%s: header is not valid JSON (error at byte %zu of %zu)",
-                         source, at, len);
+        return vram_fail(VRAM_E_FORMAT, "%s: %s is not valid JSON (error at byte %zu of %zu)",
+                         source, what, at, len);
     }
-    /* Writers pad the header with spaces to 8 bytes; anything else after
-     * the object is damage. */
     for (const char *p = end; p < json + len; p++)
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\0') {
             cJSON_Delete(root);
-            return vram_fail(VRAM_E_FORMAT, "%s: unexpected bytes after the JSON header (at byte %zu)",
-                             source, (size_t)(p - json));
+            return vram_fail(VRAM_E_FORMAT, "%s: unexpected bytes after the JSON %s (at byte %zu)",
+                             source, what, (size_t)(p - json));
         }
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return vram_fail(VRAM_E_FORMAT, "%s: header JSON is not an object", source);
+        return vram_fail(VRAM_E_FORMAT, "%s: %s JSON is not an object", source, what);
     }
+    *out = root;
+    return VRAM_OK;
+}
+
+int safetensors_parse_json(vram_layout *L, const char *json, size_t len, uint64_t data_start,
+                           uint64_t data_size, int file_index, const char *source) {
+    cJSON *root;
+    int st = parse_json_object(json, len, source, "header", &root);
+    if (st)
+        return st;
     size_t count = (size_t)cJSON_GetArraySize(root);
     span *spans = malloc((count ? count : 1) * sizeof *spans);
     if (!spans) {
@@ -143,7 +154,7 @@ int safetensors_parse_json(vram_layout *L, const char *json, size_t len, uint64_
         return vram_fail(VRAM_E_NOMEM, "%s: out of memory for %zu header entries", source, count);
     }
     size_t n = 0;
-    int st = VRAM_OK;
+    st = VRAM_OK;
     for (const cJSON *e = root->child; e && !st; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(e))
@@ -335,12 +346,11 @@ static int open_index(vram_layout *L, const char *path) {
     int st = vram_read_file(path, SAFETENSORS_MAX_HEADER, &text, &len);
     if (st)
         return st;
-    cJSON *root = vram_json_parse(text, len, NULL);
+    cJSON *root;
+    st = parse_json_object(text, len, path, "index", &root);
     free(text);
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return vram_fail(VRAM_E_FORMAT, "%s: the index is not a JSON object", path);
-    }
+    if (st)
+        return st;
     const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     const char **shards = NULL;
     int count = 0;

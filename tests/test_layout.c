@@ -95,6 +95,27 @@ static void parse_from_memory(void) {
     CHECK_INT(vram_layout_parse_header("12345678", 8, NULL), VRAM_E_INVALID);
 }
 
+/* "blocks.01." is not module-list naming: it stays out of the blocks
+ * rather than merging with "blocks.1.". */
+static void leading_zero_index(void) {
+    size_t len;
+    unsigned char *h = header(
+        "{\"blocks.1.w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+        "\"blocks.01.w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]},"
+        "\"blocks.0.w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[8,12]}}",
+        &len);
+    vram_layout *L = NULL;
+    CHECK_OK(vram_layout_parse_header(h, len, &L));
+    CHECK_INT(info_of(L).block_count, 2);
+    CHECK_INT(info_of(L).rest_bytes, 4);
+    int k = vram_layout_find_tensor(L, "blocks.01.w");
+    vram_tensor_info t = {.size = sizeof t};
+    CHECK_OK(vram_layout_tensor(L, k, &t));
+    CHECK_INT(t.block, -1);
+    vram_layout_free(L);
+    free(h);
+}
+
 static void from_size(void) {
     vram_layout *L = NULL;
     CHECK_OK(vram_layout_from_size(1000.0, 10, &L));
@@ -237,6 +258,7 @@ static void json(void) {
 
 int main(void) {
     parse_from_memory();
+    leading_zero_index();
     from_size();
     from_blocks();
     accessors();

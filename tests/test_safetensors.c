@@ -306,7 +306,13 @@ static void sharded(void) {
     write_text(dir, "empty.safetensors.index.json", "{\"weight_map\":{}}");
     EXPECT_FAIL("empty.safetensors.index.json", VRAM_E_FORMAT, "weight_map");
     write_text(dir, "broken.safetensors.index.json", "{\"weight_map\":");
-    EXPECT_FAIL("broken.safetensors.index.json", VRAM_E_FORMAT, "not a JSON object");
+    EXPECT_FAIL("broken.safetensors.index.json", VRAM_E_FORMAT, "index is not valid JSON");
+    write_text(dir, "list.safetensors.index.json", "[]");
+    EXPECT_FAIL("list.safetensors.index.json", VRAM_E_FORMAT, "index JSON is not an object");
+    write_text(dir, "trailing.safetensors.index.json",
+               "{\"weight_map\":{\"x\":\"tiny.safetensors\"}} {}");
+    EXPECT_FAIL("trailing.safetensors.index.json", VRAM_E_FORMAT,
+                "unexpected bytes after the JSON index");
     /* The same tensor in two shards. */
     write_model("dup-a.safetensors", "", a, 1);
     write_model("dup-b.safetensors", "", a, 1);
