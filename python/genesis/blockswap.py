@@ -269,6 +269,8 @@ class BlockSwap:
         self._orig_forward = model.forward
         self._instance_forward = model.__dict__.get("forward")  # a wrapper someone installed
         model.forward = _dynamo_disable(self._forward, recursive=False)
+        self._instance_apply = model.__dict__.get("_apply")
+        model._apply = self._apply_to_rest  # type: ignore[method-assign]
         setattr(model, _ATTACHED, self)
 
     def __copy__(self) -> Any:
@@ -534,6 +536,29 @@ class BlockSwap:
             m.to(device)
             self.embedder_moves += 1
 
+    def _apply_to_rest(self, fn: Callable[[torch.Tensor], torch.Tensor],
+                       recurse: bool = True) -> nn.Module:
+        """model.to() / .cuda() / .half() while swapped (nn.Module routes
+        them all through _apply). The blocks' bytes belong to the engine:
+        a call that would change their dtype or device is refused before
+        anything moves; one that leaves them be (pipe.to("cuda") on a model
+        swapped to cuda) applies to the rest only, where copying the
+        streamed blocks' host views to the device would defeat swapping."""
+        block_dtypes = {s.dtype for blk in self.packing.blocks for s in blk.slots}
+        for dtype in sorted(block_dtypes, key=str):
+            probe = fn(torch.empty(0, dtype=dtype, device=self.device))
+            if probe.dtype != dtype or probe.device != self.device:
+                raise ValueError(
+                    f"block swapping holds this model's blocks as {dtype} on {self.device}; "
+                    f"moving or converting them (to {probe.dtype} on {probe.device}) is not "
+                    f"possible while swapped: call .remove() first, or convert the model "
+                    f"before apply_block_swap")
+        in_blocks = {id(m) for blk in self.packing.blocks for m in blk.module.modules()}
+        for mod in self.model.modules() if recurse else [self.model]:
+            if id(mod) not in in_blocks:
+                type(mod)._apply(mod, fn, recurse=False)
+        return self.model
+
     # ---- hooks ----------------------------------------------------------
 
     def _sync_hooks(self) -> None:
@@ -762,10 +787,11 @@ class BlockSwap:
             self._sync_hooks()  # inactive, no timer: every hook goes
         if self.source is not None:  # the blocks come back from the model file
             self.source.materialize(self.packing, self._orig_device)
-        if self._instance_forward is not None:
-            self.model.forward = self._instance_forward
-        elif "forward" in self.model.__dict__:
-            del self.model.forward
+        for attr, before in (("forward", self._instance_forward), ("_apply", self._instance_apply)):
+            if before is not None:
+                setattr(self.model, attr, before)
+            elif attr in self.model.__dict__:
+                delattr(self.model, attr)
         delattr(self.model, _ATTACHED)
         self.model.to(self._orig_device)
 

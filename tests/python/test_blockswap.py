@@ -418,3 +418,28 @@ def test_tensors_shared_across_blocks_are_refused(tie: str) -> None:
     with pytest.raises(ValueError, match="each block to own its tensors: block \\d+ "):
         apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
     assert attached(model) is None and torch.equal(run(model, x), before)
+
+
+def test_to_while_swapped_moves_the_rest_and_refuses_changing_the_blocks() -> None:
+    """model.to(its own device) leaves the streamed blocks' host views alone
+    (copying them to the device would undo the swap); a dtype or device
+    change is refused before anything moves, and works after remove()."""
+    model, ref, x = swapped_pair()
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    expected = run(ref, x)
+    streamed = swap.streamed_blocks[0]
+    views = [p.data_ptr() for p in model.blocks[streamed].parameters()]
+    rest = model.inp.weight
+    assert model.to("cpu") is model and model.cpu() is model
+    assert [p.data_ptr() for p in model.blocks[streamed].parameters()] == views
+    assert torch.equal(run(model, x), expected)
+    for convert in (lambda: model.to(torch.float16), lambda: model.half(), lambda: model.to("meta")):
+        with pytest.raises(ValueError, match="call .remove\\(\\) first"):
+            convert()
+        assert model.inp.weight is rest and rest.dtype == torch.float32
+        assert [p.data_ptr() for p in model.blocks[streamed].parameters()] == views
+    assert torch.equal(run(model, x), expected)
+    swap.remove()
+    assert "_apply" not in model.__dict__
+    model.to(torch.float64)
+    assert torch.allclose(run(model, x.double()), expected.double(), atol=1e-5)
