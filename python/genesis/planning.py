@@ -99,18 +99,24 @@ def _same_options(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a == b
 
 
+def option_bounds(option: str, most: float | None = None) -> tuple[float, float, bool]:
+    """(min, max, integer) of libvram's plan option `option`, its max lowered
+    to `most` (a model's block count, a slider's width)."""
+    r = option_range(option)
+    return r["min"], r["max"] if most is None else min(r["max"], most), r["integer"]
+
+
 def check_option_range(name: str, value: Any, option: str | None = None,
                        most: float | None = None) -> None:
     """ValueError naming the argument `name` and its allowed range: libvram's
     range of the plan option `option` (default: name), its max lowered to
-    `most` (a model's block count), and a whole number for an int option.
-    Meant for the seed's parameters, which have no step and include their
-    min; libvram checks every option in full when it plans."""
-    r = option_range(option or name)
-    lo, hi = r["min"], r["max"] if most is None else min(r["max"], most)
+    `most`, and a whole number for an int option. Meant for the seed's
+    parameters, which have no step and include their min; libvram checks
+    every option in full when it plans."""
+    lo, hi, integer = option_bounds(option or name, most)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
         raise ValueError(f"{name}={value!r} is out of range: allowed {lo:g}-{hi:g}")
-    if r["integer"] and int(value) != value:
+    if integer and int(value) != value:
         raise ValueError(f"{name}={value!r} must be an integer {lo:g}-{hi:g}")
 
 

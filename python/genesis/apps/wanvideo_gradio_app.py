@@ -28,6 +28,7 @@ import gradio as gr
 
 from genesis import vram
 from genesis.i18n import LANGS, Texts
+from genesis.planning import option_bounds
 from genesis.wan.loading import ModelError, ModelSpec
 from genesis.wan.runner import Cancelled, GenerationRequest, WanGenerator
 from genesis.wan.schedulers import SCHEDULERS
@@ -57,9 +58,8 @@ def most_catalog_blocks() -> int:
 
 def plan_option_range(name: str, ui_max: float | None = None) -> tuple[float, float]:
     """libvram's range of the plan option `name`, its max lowered to ui_max."""
-    r = vram.option_range(name)
-    lo, hi = r["min"], r["max"] if ui_max is None else min(r["max"], ui_max)
-    return (int(lo), int(hi)) if r["integer"] else (lo, hi)
+    lo, hi, integer = option_bounds(name, ui_max)
+    return (int(lo), int(hi)) if integer else (lo, hi)
 
 
 # (minimum, maximum) of each numeric control: the sliders use them, and
