@@ -39,6 +39,10 @@ _MISSING = object()
 # The phase each component belongs to (several transformers share one).
 PHASE_OF = {"text_encoder": "encode", "image_encoder": "encode", "transformer": "denoise",
             "transformer_2": "denoise", "vae": "decode"}
+# Wan2.2 A14B's experts: the high-noise one runs the first steps, then the
+# low-noise one the rest, so when they do not fit together each denoises
+# alone and they trade places once a generation.
+EXPERTS = ("transformer", "transformer_2")
 
 
 def _footprint(module: nn.Module) -> int:
@@ -72,19 +76,28 @@ class Phases:
         # hardware: a generation's snapshot, used when taken for this gpu /
         # vram_mb / device (else a fresh probe).
         snapshot = HardwareSnapshot.reuse(hardware, gpu, vram_mb, self.device.index or 0)
-        layout = Layout.from_blocks([max(1, self.sizes[n]) for n in names], 0, 0)
-        try:
-            self.plan: Plan | None = snapshot.plan(
-                layout, gpu_index=snapshot.index, vram_threshold_percent=vram_threshold_percent,
-                auto_hardware_tuning=True, **plan_options)
-            self.together = self.plan.summary()["streamed_count"] == 0
-        except DoesNotFit as e:
-            self.plan, self.together = None, False
-            logger.info("components planned apart: %s", e)
+        def fits(sizes: list[int]) -> tuple[Plan | None, bool]:
+            try:
+                plan = snapshot.plan(Layout.from_blocks([max(1, n) for n in sizes], 0, 0),
+                                     gpu_index=snapshot.index,
+                                     vram_threshold_percent=vram_threshold_percent,
+                                     auto_hardware_tuning=True, **plan_options)
+                return plan, plan.summary()["streamed_count"] == 0
+            except DoesNotFit as e:
+                logger.info("planned apart: %s", e)
+                return None, False
+
+        self.plan, self.together = fits([self.sizes[n] for n in names])
+        # Experts under block swapping are never moved: they never take turns.
+        movable = [n for n in EXPERTS if n in self.components and not self._managed(self.components[n])]
+        self.experts_take_turns = (not self.together and len(movable) == 2
+                                   and not fits([self.sizes[n] for n in movable])[1])
+        self.expert: str | None = None  # the expert on the GPU while they take turns
         if self.log:
             mb = ", ".join(f"{n} {self.sizes[n] / 2**20:.1f}MB" for n in names)
             self.log(f"[VRAM] 组件: {mb} -> " + ("同时驻留 GPU" if self.together
-                                                 else "分阶段轮流使用 GPU"))
+                                                 else "分阶段轮流使用 GPU")
+                     + ("; 两个专家模型轮流使用 GPU" if self.experts_take_turns else ""))
 
     def _managed(self, module: nn.Module) -> bool:
         return attached(module) is not None
@@ -98,28 +111,38 @@ class Phases:
 
     def enter(self, phase: str) -> None:
         """Makes `phase` ('encode', 'denoise', 'decode', or a component's
-        name: 'vae' is 'decode') the one on the GPU."""
-        phase = PHASE_OF.get(phase, phase)
+        name: 'vae' is 'decode') the one on the GPU. While the experts take
+        turns, 'transformer_2' brings in that expert alone, and 'denoise'
+        keeps the one in (the first, at the start)."""
+        name, phase = phase, PHASE_OF.get(phase, phase)
         if phase not in PHASE_OF.values():
             raise ValueError(f"unknown phase {phase!r}: encode, denoise or decode (or a "
                              f"component: {', '.join(PHASE_OF)})")
-        if phase == self.current:
+        expert = None
+        if phase == "denoise" and self.experts_take_turns:
+            expert = name if name in EXPERTS else self.expert or EXPERTS[0]
+        if phase == self.current and expert == self.expert:
             return
         first = self.current is None
-        self.current = phase
-        self.history.append(phase)
+        if phase != self.current:
+            self.history.append(phase)
+        self.current, self.expert = phase, expert
         if self.together:
             if first:
                 for n in self.components:
                     self._move(n, self.device)
             return
+
+        def on_gpu(n: str) -> bool:
+            return PHASE_OF.get(n, n) == phase and (expert is None or n not in EXPERTS or n == expert)
+
         for n in self.components:
-            if PHASE_OF.get(n, n) != phase:
+            if not on_gpu(n):
                 self._move(n, "cpu")
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         for n in self.components:
-            if PHASE_OF.get(n, n) == phase:
+            if on_gpu(n):
                 self._move(n, self.device)
 
     @contextlib.contextmanager
@@ -146,11 +169,11 @@ class Phases:
         'encode', the transformer(s) -> 'denoise', vae.decode/encode -> 'decode'."""
         self._wrap(pipe, "encode_prompt", "encode")
         self._wrap(pipe, "encode_image", "encode")
-        for name in ("transformer", "transformer_2"):
+        for name in EXPERTS:
             m = getattr(pipe, name, None)
             if isinstance(m, nn.Module):
                 self._hooks.append(m.register_forward_pre_hook(
-                    lambda _m, _a: self.enter("denoise")))
+                    lambda _m, _a, name=name: self.enter(name)))
         vae = getattr(pipe, "vae", None)
         if vae is not None:
             self._wrap(vae, "decode", "decode")

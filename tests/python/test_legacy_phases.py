@@ -142,3 +142,40 @@ def test_phases_restore_what_they_wrapped_and_name_phases() -> None:
         ph.enter("nope")
     ph.remove()
     assert pipe.encode_prompt is mine and vae.decode is mine
+
+
+@pytest.mark.parametrize("vram_mb, turns", [(110, True), (165, False)])
+def test_wan22_experts_take_turns_only_when_they_do_not_fit_together(vram_mb: int,
+                                                                     turns: bool) -> None:
+    """At 110 MB one 35 MB expert fits beside nothing else, two do not: the
+    high-noise expert denoises alone, then trades places with the low-noise
+    one (once). At 165 MB the two fit together and both come in."""
+    te, t1, t2, vae = tiny(d=256, n=2), tiny(d=512, n=8), tiny(d=512, n=8), tiny(d=256, n=2)
+    ph = Phases({"text_encoder": te, "transformer": t1, "transformer_2": t2, "vae": vae},
+                device="cpu", vram_mb=vram_mb, width=16, height=16, frames=1)
+    assert not ph.together and ph.experts_take_turns == turns
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.text_encoder, self.transformer, self.transformer_2, self.vae = te, t1, t2, vae
+
+    ph.install(Pipe())
+    x = torch.ones(1, 512)
+    with torch.no_grad():
+        ph.enter("encode")
+        t1(x), t1(x)
+        into_denoise = ph.moves[-4:]
+        t2(x), t2(x)
+        into_second = ph.moves[-4:]
+    assert ph.history == ["encode", "denoise"]
+    if turns:  # out: every other component; in: the running expert alone
+        assert into_denoise == [("text_encoder", "cpu"), ("transformer_2", "cpu"), ("vae", "cpu"),
+                                ("transformer", "cpu")]
+        assert into_second == [("text_encoder", "cpu"), ("transformer", "cpu"), ("vae", "cpu"),
+                               ("transformer_2", "cpu")]
+        assert ph.expert == "transformer_2" and len(ph.moves) == 4 + 4 + 4
+    else:
+        assert into_denoise == [("text_encoder", "cpu"), ("vae", "cpu"), ("transformer", "cpu"),
+                                ("transformer_2", "cpu")]
+        assert ph.expert is None and len(ph.moves) == 4 + 4
+    ph.remove()
