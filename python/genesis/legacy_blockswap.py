@@ -5,7 +5,8 @@ The last `blocks_to_swap` blocks (and the last `vace_blocks_to_swap` VACE
 blocks) live on the CPU. Before a swapped block runs it is moved with
 block.to(device) (blocking unless use_non_blocking), after it runs with
 block.to("cpu"). prefetch_blocks > 0 issues .to(device, non_blocking=True)
-for the next swapped blocks ahead of use. No pinned memory, no copy stream:
+for the next swapped blocks ahead of use. No pinned memory of its own (torch
+pins the host copies a non_blocking move to the CPU makes), no copy stream:
 exactly what the peer does, so comparisons are fair.
 
     args = {"blocks_to_swap": 20, "offload_img_emb": False, "offload_txt_emb": False,
