@@ -35,6 +35,10 @@
 #include <unistd.h>
 
 #define TIMELINE_CAP 65536u
+/* Timing events out at once: at most e_wait, e_start and e_end of each
+ * timeline entry. One is made only when the pool is empty, so the pool
+ * never holds more than that: sized once, returning one never fails. */
+#define POOL_CAP (3 * TIMELINE_CAP)
 #define MAX_SLOTS 64
 #define MAX_STREAMS 16
 
@@ -132,8 +136,8 @@ struct vram_engine {
     /* Timeline: entries [tl_next - CAP, tl_next) are live. */
     tl_entry *tl;
     uint64_t tl_next, tl_unres;
-    void **pool;
-    int npool, pool_cap;
+    void **pool; /* POOL_CAP */
+    int npool;
 };
 
 /* ---------------------------------------------------------------- */
@@ -252,20 +256,12 @@ static int ev_get(vram_engine *eng, void **e) {
     return eng->be->ops->event_create(eng->be, true, e);
 }
 
+/* Pools the event even when a stream has yet to reach it (an open or
+ * dropped entry's): its next user records it again, and waits and times
+ * read the latest record. */
 static void ev_put(vram_engine *eng, void **e) {
     if (!*e)
         return;
-    if (eng->npool == eng->pool_cap) {
-        int cap = eng->pool_cap ? eng->pool_cap * 2 : 32;
-        void **p = realloc(eng->pool, (size_t)cap * sizeof *p);
-        if (!p) { /* keep going: destroy the event instead of pooling it */
-            eng->be->ops->event_destroy(eng->be, *e);
-            *e = NULL;
-            return;
-        }
-        eng->pool = p;
-        eng->pool_cap = cap;
-    }
     eng->pool[eng->npool++] = *e;
     *e = NULL;
 }
@@ -341,10 +337,29 @@ static int tl_drain(vram_engine *eng) {
     return first;
 }
 
+/* Records the base event (on the caller's stream) and clock, when none is
+ * live since create or a stats reset. */
+static int stats_begin(vram_engine *eng, void *stream) {
+    if (eng->base_live)
+        return VRAM_OK;
+    int st = eng->be->ops->event_record(eng->be, eng->base, stream);
+    if (st)
+        return st;
+    eng->base_live = true;
+    eng->t_first = vram_now_ms();
+    return VRAM_OK;
+}
+
 /* Appends an entry with fresh timing events (e_wait only for COMPUTE of
- * streamed blocks). Overwrites the oldest when the ring is full. */
-static int tl_add(vram_engine *eng, int kind, int block, int slot, int stream, bool with_wait,
-                  uint64_t *index) {
+ * streamed blocks). Overwrites the oldest when the ring is full. The first
+ * entry since create or a reset records the base on `compute` (the
+ * caller's stream) first, whatever call issues it: every time counts from
+ * a base issued before it. */
+static int tl_add(vram_engine *eng, void *compute, int kind, int block, int slot, int stream,
+                  bool with_wait, uint64_t *index) {
+    int st = stats_begin(eng, compute);
+    if (st)
+        return st;
     tl_entry *t = tl_at(eng, eng->tl_next);
     if (eng->tl_next >= TIMELINE_CAP && !t->resolved) {
         if (t->open || tl_resolve(eng, t, true) != 1)
@@ -356,7 +371,7 @@ static int tl_add(vram_engine *eng, int kind, int block, int slot, int stream, b
     t->ev.slot = slot;
     t->ev.stream = stream;
     t->resolved = true; /* until its events exist */
-    int st = ev_get(eng, &t->e_start);
+    st = ev_get(eng, &t->e_start);
     if (st == VRAM_OK)
         st = ev_get(eng, &t->e_end);
     if (st == VRAM_OK && with_wait)
@@ -380,19 +395,6 @@ static void tl_drop(vram_engine *eng, uint64_t index) {
     tl_entry *t = tl_at(eng, index);
     t->dropped = true;
     t->open = false;
-}
-
-/* Records the base event and clock at the first acquire since create or a
- * stats reset. */
-static int stats_begin(vram_engine *eng, void *stream) {
-    if (eng->base_live)
-        return VRAM_OK;
-    int st = eng->be->ops->event_record(eng->be, eng->base, stream);
-    if (st)
-        return st;
-    eng->base_live = true;
-    eng->t_first = vram_now_ms();
-    return VRAM_OK;
 }
 
 /* ---------------------------------------------------------------- */
@@ -464,7 +466,7 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     if (st == VRAM_OK)
         st = o->stream_wait(eng->be, s, sl->copied);
     if (st == VRAM_OK)
-        st = tl_add(eng, VRAM_EVENT_COPY, b, r, sidx, false, &ti);
+        st = tl_add(eng, compute, VRAM_EVENT_COPY, b, r, sidx, false, &ti);
     if (st != VRAM_OK)
         return st;
     tl_entry *t = tl_at(eng, ti);
@@ -529,7 +531,8 @@ static void note_peak(vram_engine *eng) {
 
 /* Keeps the next min(K, streamed) blocks of the order in slots (async
  * copies only), then records the peak of slots in use: every change of
- * slot occupancy ends here.
+ * slot occupancy ends here. `compute`: the caller's stream (NULL when it
+ * has none), for the stats base.
  * Once the pass's last streamed block is acquired it keeps only
  * vram_prefetch_across_pass of them: with slots reused, one slot stays
  * free, so a caller that synchronizes between passes (a timing loop, a
@@ -538,7 +541,7 @@ static void note_peak(vram_engine *eng) {
  * compute frees a slot (the 4,590-token gap on the H100). Back to back, the
  * host issues that copy at the next pass's first acquire; when the host runs
  * ahead of the device (CUDA) the device sees no change. */
-static int prefetch(vram_engine *eng) {
+static int prefetch(vram_engine *eng, void *compute) {
     int st = VRAM_OK, w = !eng->async || eng->m == 0 ? 0
                           : eng->pass_end      ? vram_prefetch_across_pass(eng->nslots, eng->m)
                                                : window(eng);
@@ -549,7 +552,7 @@ static int prefetch(vram_engine *eng) {
         int r = pick_slot(eng, false);
         if (r < 0)
             break;
-        st = issue_copy(eng, b, r, NULL);
+        st = issue_copy(eng, b, r, compute);
     }
     note_peak(eng);
     return st;
@@ -907,7 +910,8 @@ int vram_engine_create(const vram_plan *plan, const vram_layout *layout,
     eng->seq = malloc(nb * sizeof *eng->seq);
     eng->tl = calloc(TIMELINE_CAP, sizeof *eng->tl);
     eng->streams = calloc(MAX_STREAMS, sizeof *eng->streams);
-    if (!eng->blocks || !eng->order || !eng->seq || !eng->tl || !eng->streams) {
+    eng->pool = malloc(POOL_CAP * sizeof *eng->pool);
+    if (!eng->blocks || !eng->order || !eng->seq || !eng->tl || !eng->streams || !eng->pool) {
         st = vram_fail(VRAM_E_NOMEM, "engine tables for %d blocks", eng->nblocks);
         goto fail;
     }
@@ -1070,13 +1074,11 @@ static int acquire_locked(vram_engine *eng, int block, void *stream, uint64_t *a
     eblock *bl = &eng->blocks[block];
     if (bl->in_use)
         return vram_fail(VRAM_E_STATE, "block %d is already acquired", block);
-    if ((st = stats_begin(eng, stream)))
-        return st;
     eng->running = true;
     tl_poll(eng, 2);
     bool streamed = bl->placement == VRAM_PLACE_STREAMED;
     uint64_t ti = 0;
-    if ((st = tl_add(eng, VRAM_EVENT_COMPUTE, block, -1, -1, streamed, &ti)))
+    if ((st = tl_add(eng, stream, VRAM_EVENT_COMPUTE, block, -1, -1, streamed, &ti)))
         return st;
     tl_entry *t = tl_at(eng, ti);
     if (!streamed) {
@@ -1097,7 +1099,7 @@ static int acquire_locked(vram_engine *eng, int block, void *stream, uint64_t *a
             if (bl->pos >= 0)
                 eng->cons = (bl->pos + 1) % eng->m;
             eng->pass_end = bl->pos == eng->m - 1;
-            st = prefetch(eng);
+            st = prefetch(eng, stream);
         }
         if (st == VRAM_OK)
             st = o->stream_wait(eng->be, stream, eng->slots[bl->slot].copied);
@@ -1152,7 +1154,7 @@ static int release_locked(vram_engine *eng, int block, void *stream) {
         }
         t->open = false;
     }
-    if ((st = stats_begin(eng, stream)) == VRAM_OK && (st = prefetch(eng)) == VRAM_OK)
+    if ((st = prefetch(eng, stream)) == VRAM_OK)
         st = check_async(eng);
     tl_poll(eng, 2);
     return st;
@@ -1215,7 +1217,7 @@ int vram_engine_set_order(vram_engine *eng, const int *blocks, int count) {
     if (st != VRAM_OK)
         eng->cons = cons;
     if (st == VRAM_OK && eng->running && (st = eng->be->ops->enter(eng->be)) == VRAM_OK)
-        st = prefetch(eng);
+        st = prefetch(eng, NULL);
     pthread_mutex_unlock(&eng->mu);
     return st;
 }

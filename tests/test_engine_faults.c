@@ -9,7 +9,11 @@
 #include "internal.h"
 #include "vram.h"
 
+#include <dlfcn.h>
+#include <errno.h>
 #include <libgen.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,6 +195,95 @@ static void test_fail_copy_each(void) {
     fixture_free(&f);
 }
 
+/* realloc failing on demand; otherwise the process's next one (libc's, or
+ * a shared sanitizer runtime's). Clang links its sanitizer runtimes into
+ * the program, where this would replace their realloc: no hook there. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define NO_REALLOC_HOOK 1
+#endif
+#endif
+#ifndef NO_REALLOC_HOOK
+static atomic_bool fail_realloc;
+void *realloc(void *p, size_t n) {
+    static void *(*_Atomic next)(void *, size_t);
+    if (atomic_load(&fail_realloc)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (!next)
+        next = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+    return next(p, n);
+}
+
+/* A "kernel" that runs until the test (or, after 2 s, the watchdog) opens
+ * the gate. */
+static atomic_bool gate_open, watchdog_opened;
+static void gate_fn(void *user) {
+    (void)user;
+    while (!atomic_load(&gate_open))
+        usleep(1000);
+}
+static void *watchdog(void *user) {
+    (void)user;
+    for (int i = 0; i < 2000 && !atomic_load(&gate_open); i++)
+        usleep(1000);
+    if (!atomic_exchange(&gate_open, true))
+        atomic_store(&watchdog_opened, true);
+    return NULL;
+}
+
+/* The timing events of a block acquired on a stream that has yet to reach
+ * them go back to the event pool at reset_stats, with every realloc
+ * failing: the pool has room for them, so none is destroyed in use (a
+ * failed pool growth destroyed them, and reset_stats stalled until the
+ * stream's kernel ended). */
+static void test_event_pool_never_grows(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    vram_engine_options eo = opts();
+    vram_engine *eng = NULL;
+    CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+    int streamed[2], ns = 0;
+    for (int b = 0; eng && b < f.n && ns < 2; b++)
+        if (vram_engine_host_ptr(eng, b))
+            streamed[ns++] = b;
+    vram_backend *be = eng ? vram_engine_get_backend(eng) : NULL;
+    void *cs = NULL;
+    if (be)
+        CHECK_OK(be->ops->stream_create(be, &cs));
+    CHECK(eng && ns == 2 && cs);
+    if (!eng || ns < 2 || !cs) {
+        vram_engine_destroy(eng);
+        fixture_free(&f);
+        return;
+    }
+    atomic_store(&fail_realloc, true);
+    uint64_t addr;
+    CHECK_OK(vram_engine_acquire(eng, streamed[0], NULL, &addr)); /* the base, done */
+    CHECK_OK(vram_engine_release(eng, streamed[0], NULL));
+    pthread_t wd;
+    CHECK(pthread_create(&wd, NULL, watchdog, NULL) == 0);
+    CHECK_OK(be->ops->host_func(be, cs, gate_fn, NULL));
+    CHECK_OK(vram_engine_acquire(eng, streamed[1], cs, &addr)); /* events behind the gate */
+    CHECK_OK(vram_engine_reset_stats(eng));
+    atomic_store(&fail_realloc, false);
+    atomic_store(&gate_open, true);
+    pthread_join(wd, NULL);
+    CHECK(!atomic_load(&watchdog_opened));
+    CHECK_OK(vram_engine_release(eng, streamed[1], cs));
+    CHECK_OK(be->ops->stream_sync(be, cs));
+    be->ops->stream_destroy(be, cs);
+    CHECK_OK(run(eng, f.n));
+    vram_engine_destroy(eng);
+    fixture_free(&f);
+}
+#else
+static void test_event_pool_never_grows(void) {
+    fprintf(stderr, "no realloc hook under clang sanitizers: event pool case skipped\n");
+}
+#endif
+
 static void test_device_too_small(void) {
     fixture f;
     CHECK_OK(fixture_make(&f));
@@ -277,6 +370,7 @@ int main(void) {
     test_fail_alloc_each();
     test_fail_pin_each();
     test_fail_copy_each();
+    test_event_pool_never_grows();
     test_device_too_small();
     test_no_cuda_driver();
     CHECK_DONE();
