@@ -389,7 +389,8 @@ typedef struct vram_plan_options {
     int num_cuda_streams;          /* manual copy streams 1..16 (default 8) */
     double bandwidth_target;       /* manual share of link bandwidth the
                                       copies may use, 0.1..1.0 (default 0.8) */
-    int vace_blocks_to_swap;       /* 0..15: VACE blocks to stream */
+    int vace_blocks_to_swap;       /* 0..15: VACE blocks to stream (a model
+                                      with more: up to its count) */
     bool offload_txt_emb;          /* text embedder off the GPU between runs */
     bool offload_img_emb;          /* image embedder likewise */
     bool enable_cuda_optimization; /* async copy streams + events (default) */
@@ -418,7 +419,8 @@ typedef struct vram_option_range {
 /* The range of the vram_plan_options field `name` ("num_cuda_streams"), for
  * bindings and UIs; VRAM_E_NOT_FOUND when `name` is not a numeric field.
  * blocks_to_swap and vace_blocks_to_swap are further bounded by the model's
- * block counts when a plan is made. */
+ * block counts when a plan is made; vace_blocks_to_swap's 15 (the most a Wan
+ * model has) rises to the VACE block count of a model with more. */
 VRAM_API int vram_plan_option_range(const char *name, vram_option_range *out);
 
 typedef struct vram_plan vram_plan;

@@ -78,7 +78,8 @@ void vram_plan_options_init(vram_plan_options *o) {
  * below checks each field against its row, and vram_plan_option_range hands
  * the rows to bindings and UIs, so no caller states a range of its own.
  * blocks_to_swap and vace_blocks_to_swap are also bounded by the model's
- * block counts when a plan is made (plan_blocks). */
+ * block counts when a plan is made (plan_blocks), and vace_blocks_to_swap's
+ * row is raised for a model with more VACE blocks (validate_options). */
 typedef struct option_rule {
     const char *name;
     size_t offset;       /* of the field in vram_plan_options */
@@ -175,15 +176,26 @@ static int check_rule(const option_rule *r, const vram_plan_options *o) {
                      steps, r->note);
 }
 
-int vram_plan_options_validate(const vram_plan_options *o) {
+/* The options against the rules. vace_blocks_to_swap's 15 is the most VACE
+ * blocks a Wan model has: a model with more (`vace_blocks`) allows them all,
+ * so that options can state every plan of it (an auto plan may stream more
+ * than 15, and vram_plan_stream_more's manual step keeps them streaming). */
+static int validate_options(const vram_plan_options *o, int vace_blocks) {
     VRAM_CHECK_STRUCT(o, vram_plan_options);
     for (int i = 0; i < RULE_COUNT; i++) {
-        int st = check_rule(&rules[i], o);
+        option_rule r = rules[i];
+        if (r.offset == offsetof(vram_plan_options, vace_blocks_to_swap) && vace_blocks > r.max) {
+            r.max = vace_blocks;
+            r.note = " for this model";
+        }
+        int st = check_rule(&r, o);
         if (st)
             return st;
     }
     return VRAM_OK;
 }
+
+int vram_plan_options_validate(const vram_plan_options *o) { return validate_options(o, 0); }
 
 /* ------------------------------------------------------------------ */
 /* Planner state                                                       */
@@ -255,11 +267,11 @@ static void arrange(planner *p, int arrangement, int count_main, int count_vace)
 
 /* Tiers for the streamed blocks in execution order: pinned while the
  * pinned budget lasts, then pageable while usable DRAM lasts, then disk (the
- * model file, or the engine's spill file for blocks not in one). `reserve`
- * bytes of DRAM, pinned first, are held back. */
-static void assign_tiers_reserving(planner *p, uint64_t reserve) {
-    uint64_t pinned_cap = p->pinned_budget > reserve ? p->pinned_budget - reserve : 0;
-    uint64_t dram_cap = p->dram_usable > reserve ? p->dram_usable - reserve : 0;
+ * model file, or the engine's spill file for blocks not in one). Held back:
+ * `pinned_reserve` bytes of the pinned budget, `dram_reserve` of DRAM. */
+static void assign_tiers_reserving(planner *p, uint64_t pinned_reserve, uint64_t dram_reserve) {
+    uint64_t pinned_cap = p->pinned_budget > pinned_reserve ? p->pinned_budget - pinned_reserve : 0;
+    uint64_t dram_cap = p->dram_usable > dram_reserve ? p->dram_usable - dram_reserve : 0;
     uint64_t pinned = 0, dram = 0;
     for (int i = 0; i < p->n; i++) {
         if (!p->streamed[i]) {
@@ -289,11 +301,20 @@ static bool any_disk(const planner *p) {
     return false;
 }
 
+/* Whether the engine's staging buffers are pinned: it pins them within the
+ * pinned budget, so they are when pinning is on and the budget holds one as
+ * large as the largest streamed block (copy_streams keeps to as many as it
+ * holds). Otherwise it copies pageable blocks straight from their regions,
+ * as with pinning off, and reads disk blocks through pageable buffers. */
+static bool pinned_staging(const planner *p) {
+    return p->o->enable_dram_optimization && p->pinned_budget >= measure(p).slot;
+}
+
 /* Whether the engine will stage copies through per-stream buffers: always
- * for the disk tier, for pageable blocks when copies are async and pinning
- * is on. */
+ * for the disk tier, for pageable blocks when copies are async and the
+ * buffers are pinned (a pageable one would only add a memcpy). */
 static bool needs_staging(const planner *p) {
-    bool stage_pageable = p->async && p->o->enable_dram_optimization;
+    bool stage_pageable = p->async && pinned_staging(p);
     for (int i = 0; i < p->n; i++)
         if (p->streamed[i] && (p->tier[i] == VRAM_TIER_DISK ||
                                (stage_pageable && p->tier[i] == VRAM_TIER_PAGEABLE)))
@@ -302,13 +323,14 @@ static bool needs_staging(const planner *p) {
 }
 
 static void assign_tiers(planner *p) {
-    assign_tiers_reserving(p, 0);
+    assign_tiers_reserving(p, 0, 0);
     if (!needs_staging(p))
         return;
-    /* Staging (disk reads, pageable copies) takes pinned buffers as large
-     * as the largest streamed block (vram_staging_buffers): that DRAM is
-     * not the tiers'. */
-    assign_tiers_reserving(p, (uint64_t)vram_staging_buffers(copy_streams(p)) * measure(p).slot);
+    /* Staging (disk reads, pageable copies) takes buffers as large as the
+     * largest streamed block (vram_staging_buffers): that DRAM is not the
+     * tiers', nor, when they are pinned, that part of the pinned budget. */
+    uint64_t staging = (uint64_t)vram_staging_buffers(copy_streams(p)) * measure(p).slot;
+    assign_tiers_reserving(p, pinned_staging(p) ? staging : 0, staging);
 }
 
 static bool all_pinned(const planner *p) {
@@ -330,11 +352,9 @@ static int copy_streams(const planner *p) {
             : f.count                   ? (all_pinned(p) ? 1 : 2)
                                         : 0;
     if (n > 1 && needs_staging(p)) {
-        /* Buffers come from pinned memory when pinning is on; with room for
-         * one only, one stream. */
-        uint64_t room = p->o->enable_dram_optimization && p->pinned_budget < p->dram_usable
-                            ? p->pinned_budget
-                            : p->dram_usable;
+        /* Buffers come from the pinned budget when pinned, else from usable
+         * DRAM; with room for one only, one stream. */
+        uint64_t room = pinned_staging(p) ? p->pinned_budget : p->dram_usable;
         if (room / f.slot < (uint64_t)vram_staging_buffers(n))
             n = 1;
     }
@@ -752,16 +772,16 @@ int vram_plan_create(const vram_layout *layout, const vram_hw *hw, const vram_pl
         vram_plan_options_init(&defaults);
         opts = &defaults;
     }
-    int st = vram_plan_options_validate(opts);
-    if (st)
-        return st;
-    vram_gpu_info gi;
-    if ((st = read_gpu(hw, opts->gpu_index, &gi)))
-        return st;
     vram_layout_info info;
     memset(&info, 0, sizeof info);
     info.size = sizeof info;
-    if ((st = vram_layout_get_info(layout, &info)))
+    int st = vram_layout_get_info(layout, &info);
+    if (st)
+        return st;
+    if ((st = validate_options(opts, info.group_block_count[VRAM_GROUP_VACE])))
+        return st;
+    vram_gpu_info gi;
+    if ((st = read_gpu(hw, opts->gpu_index, &gi)))
         return st;
 
     vram_plan *plan = calloc(1, sizeof *plan);

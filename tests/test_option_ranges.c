@@ -1,6 +1,8 @@
 /* vram_plan_option_range: every numeric field of vram_plan_options has a
  * range, and it is the range vram_plan_options_validate and vram_plan_create
- * enforce (its bounds allowed, the values just past them refused). */
+ * enforce (its bounds allowed, the values just past them refused; a model
+ * with more than 15 VACE blocks raises vace_blocks_to_swap's: see
+ * test_plan_stream_more). */
 #include "check.h"
 #include "vram.h"
 

@@ -1005,6 +1005,132 @@ static void test_share_of_staged_copies(void) {
     vram_hw_free(hw);
 }
 
+/* Two plans stream the same blocks from the same tiers through the same
+ * slots, streams and share, with the same predicted times. */
+static void check_same_streaming(const vram_plan *a, const vram_plan *b, const char *what) {
+    int before = check_failures;
+    const vram_plan_summary *x = &a->sum, *y = &b->sum;
+    CHECK_INT(x->streamed_count, y->streamed_count);
+    CHECK_INT(x->slot_count, y->slot_count);
+    CHECK_INT(x->copy_streams, y->copy_streams);
+    CHECK_NEAR(x->bandwidth_target, y->bandwidth_target, 0);
+    CHECK_INT(x->pinned_bytes, y->pinned_bytes);
+    CHECK_INT(x->pageable_bytes, y->pageable_bytes);
+    CHECK_INT(x->disk_bytes, y->disk_bytes);
+    CHECK_NEAR(x->block_copy_ms, y->block_copy_ms, 0);
+    CHECK_NEAR(x->predicted_forward_ms, y->predicted_forward_ms, 0);
+    CHECK_NEAR(x->predicted_step_ms, y->predicted_step_ms, 0);
+    int differ = 0;
+    for (int i = 0; i < x->block_count && i < y->block_count; i++) {
+        const vram_block_plan *u = &a->blocks[i], *v = &b->blocks[i];
+        differ += u->tier != v->tier || u->slot != v->slot || u->copy_ms != v->copy_ms ||
+                  u->predicted_copy_start_ms != v->predicted_copy_start_ms;
+    }
+    CHECK_INT(differ, 0);
+    if (check_failures != before)
+        fprintf(stderr, "  ... in %s\n", what);
+}
+
+/* The engine's staging buffers are pinned within the pinned budget; when it
+ * cannot hold one (a block), the engine copies the pageable blocks straight
+ * from their regions, as with pinning off, and so does the plan: the same
+ * streams, share, tiers and times as with pinning off (it planned staging on
+ * one copy stream at full share). A budget of one block holds one buffer:
+ * staged, one stream. */
+static void test_pinned_budget_below_a_block(void) {
+    vram_hw *hw = make_hw("RTX 4090", 131072, 98304);
+    vram_layout *l = catalog("wan2.1-i2v-14b", VRAM_DTYPE_BF16);
+    vram_block_info bi = {.size = sizeof bi};
+    CHECK_OK(vram_layout_block(l, 0, &bi));
+    double block_mb = (double)bi.packed_bytes / MIB;
+    vram_plan_options cases[3];
+    for (int c = 0; c < 3; c++)
+        vram_plan_options_init(&cases[c]);
+    cases[1].width = 320; /* copy bound */
+    cases[1].height = 192;
+    cases[1].frames = 17;
+    cases[1].vram_threshold_percent = 20;
+    cases[2] = cases[1];
+    cases[2].auto_hardware_tuning = false;
+    cases[2].num_cuda_streams = 4;
+    cases[2].bandwidth_target = 1.0;
+    for (int c = 0; c < 3; c++) {
+        vram_plan_options small = cases[c], off = cases[c], one = cases[c];
+        small.max_pinned_mb = block_mb / 2;
+        off.enable_dram_optimization = false;
+        one.max_pinned_mb = block_mb;
+        vram_plan *ps = NULL, *po = NULL, *p1 = NULL;
+        CHECK_OK(vram_plan_create(l, hw, &small, &ps));
+        CHECK_OK(vram_plan_create(l, hw, &off, &po));
+        CHECK_OK(vram_plan_create(l, hw, &one, &p1));
+        if (ps && po && p1) {
+            check_invariants(ps, "pinned budget below a block");
+            CHECK(ps->sum.streamed_count > 0 && ps->sum.pinned_memory);
+            CHECK_INT(ps->sum.pinned_bytes, 0);
+            CHECK_INT(ps->sum.pinned_budget_bytes, (uint64_t)(small.max_pinned_mb * MIB));
+            check_same_streaming(ps, po, c == 0 ? "default" : c == 1 ? "copy bound" : "manual");
+            CHECK(ps->sum.copy_streams > 1);
+            CHECK_INT(p1->sum.copy_streams, 1);
+            CHECK_NEAR(p1->sum.bandwidth_target, 1.0, 0);
+        }
+        vram_plan_free(ps);
+        vram_plan_free(po);
+        vram_plan_free(p1);
+    }
+    vram_layout_free(l);
+    vram_hw_free(hw);
+
+    /* What the engine then holds: 8 streamed blocks of 1 MiB, two copy
+     * streams asked for; nothing pinned beside the plan's pinned tier but
+     * the staging buffers the plan counts on. */
+    uint64_t sizes[8];
+    for (int i = 0; i < 8; i++)
+        sizes[i] = 1u << 20;
+    CHECK_OK(vram_layout_from_blocks(sizes, 8, 1u << 20, 0, &l));
+    hw = make_hw(NULL, 65536, 49152);
+    CHECK_OK(vram_hw_set_vram(hw, 0, 4096, 0));
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    o.width = o.height = 64;
+    o.frames = 5;
+    o.auto_hardware_tuning = false;
+    o.blocks_to_swap = 8;
+    o.num_cuda_streams = 2;
+    const double budgets[] = {0.5, 1, 2};
+    const int streams[] = {2, 1, 2}; /* a buffer each, or one for both */
+    for (int c = 0; c < 3; c++) {
+        o.max_pinned_mb = budgets[c];
+        vram_plan *p = NULL;
+        vram_engine *eng = NULL;
+        CHECK_OK(vram_plan_create(l, hw, &o, &p));
+        vram_engine_options eo;
+        vram_engine_options_init(&eo);
+        eo.backend = VRAM_BACKEND_HOST;
+        if (p)
+            CHECK_OK(vram_engine_create(p, l, &eo, &eng));
+        if (!eng) {
+            vram_plan_free(p);
+            continue;
+        }
+        vram_engine_stats es = {.size = sizeof es};
+        CHECK_OK(vram_engine_get_stats(eng, &es));
+        const vram_plan_summary *s = &p->sum;
+        /* staged: every streamed block is pageable, so the plan stages
+         * exactly when the budget holds a buffer */
+        uint64_t staging =
+            budgets[c] >= 1 ? (uint64_t)vram_staging_buffers(s->copy_streams) << 20 : 0;
+        CHECK_INT(s->pinned_bytes, 0);
+        CHECK_INT(s->copy_streams, streams[c]);
+        CHECK_INT(es.copy_streams, s->copy_streams);
+        CHECK_INT(es.pinned_bytes, s->pinned_bytes + staging);
+        CHECK_INT(es.pageable_bytes, s->pageable_bytes);
+        vram_engine_destroy(eng);
+        vram_plan_free(p);
+    }
+    vram_layout_free(l);
+    vram_hw_free(hw);
+}
+
 /* Inputs at the edges of what validation allows (found by a review). */
 static void test_extreme_inputs(void) {
     vram_hw *hw = make_hw("RTX 4090", 131072, 98304);
@@ -1081,6 +1207,7 @@ int main(void) {
     test_option_effects();
     test_tiers_and_vace();
     test_share_of_staged_copies();
+    test_pinned_budget_below_a_block();
     test_extreme_inputs();
     test_does_not_fit();
     test_reference_pipeline();

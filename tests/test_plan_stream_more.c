@@ -186,19 +186,19 @@ static void test_nothing_more(void) {
     vram_layout_free(l);
 }
 
-/* 6 main blocks and 2 VACE blocks of one 32 MiB tensor each, from a
- * safetensors header in memory. */
-static vram_layout *vace_model(void) {
-    char header[4096];
+/* `n_main` main blocks and `n_vace` VACE blocks of one 32 MiB tensor each,
+ * from a safetensors header in memory. */
+static vram_layout *vace_model(int n_main, int n_vace) {
+    char header[16384];
     size_t len = 8;
     unsigned long long off = 0, tensor = 32u << 20;
     len += (size_t)snprintf(header + len, sizeof header - len, "{");
-    for (int i = 0; i < 8; i++, off += tensor)
+    for (int i = 0; i < n_main + n_vace; i++, off += tensor)
         len += (size_t)snprintf(header + len, sizeof header - len,
                                 "%s\"%s.%d.ffn.0.weight\":{\"dtype\":\"BF16\",\"shape\":[4096,4096],"
                                 "\"data_offsets\":[%llu,%llu]}",
-                                i ? "," : "", i < 6 ? "blocks" : "vace_blocks", i % 6, off,
-                                off + tensor);
+                                i ? "," : "", i < n_main ? "blocks" : "vace_blocks",
+                                i < n_main ? i : i - n_main, off, off + tensor);
     len += (size_t)snprintf(header + len, sizeof header - len, "}");
     for (int i = 0; i < 8; i++)
         header[i] = (char)(unsigned char)((len - 8) >> (8 * i));
@@ -209,7 +209,7 @@ static vram_layout *vace_model(void) {
 
 /* The VACE blocks that stream keep streaming; only main blocks are added. */
 static void test_vace(void) {
-    vram_layout *l = vace_model();
+    vram_layout *l = vace_model(6, 2);
     vram_hw *hw = gpu(81920);
     vram_plan_options o = small_video();
     o.auto_hardware_tuning = false;
@@ -231,11 +231,59 @@ static void test_vace(void) {
     vram_layout_free(l);
 }
 
+/* More VACE blocks than the 15 vace_blocks_to_swap allows for Wan: the
+ * manual step keeps the VACE blocks an auto plan streams (17 here), which
+ * the model bounds, and streams more main blocks (it failed with a range
+ * error). On 2000 MiB at the threshold's floor the 20 main and 20 VACE
+ * blocks of 32 MiB keep 6 resident. */
+static void test_many_vace_blocks(void) {
+    vram_layout *l = vace_model(20, 20);
+    vram_hw *hw = gpu(2000);
+    vram_plan_options o = small_video();
+    o.vram_threshold_percent = 10;
+    vram_plan *cur = plan(l, hw, &o), *next = NULL;
+    vram_plan_summary s = {0};
+    if (cur)
+        s = summary(cur);
+    CHECK_INT(s.streamed_count, 34);
+    CHECK_INT(s.vace_streamed_count, 17);
+    if (cur)
+        CHECK_OK(vram_plan_stream_more(cur, l, hw, &next));
+    if (next) {
+        vram_plan_summary ns = summary(next);
+        vram_plan_options got = options(next);
+        CHECK(!got.auto_hardware_tuning);
+        CHECK_INT(got.vace_blocks_to_swap, s.vace_streamed_count);
+        CHECK_INT(got.blocks_to_swap, 20); /* capped */
+        CHECK_INT(ns.vace_streamed_count, s.vace_streamed_count);
+        CHECK_INT(ns.streamed_count, 20 + s.vace_streamed_count);
+        /* its options plan it again; one VACE block more than the model has
+         * is refused, naming the model's bound */
+        vram_plan *same = plan(l, hw, &got);
+        if (same)
+            CHECK_INT(summary(same).streamed_count, ns.streamed_count);
+        vram_plan_free(same);
+        got.vace_blocks_to_swap = 21;
+        CHECK_INT(vram_plan_create(l, hw, &got, &same), VRAM_E_RANGE);
+        CHECK_STR(vram_last_error(), "vace_blocks_to_swap is 21, allowed 0-20 for this model");
+    }
+    /* the options alone keep Wan's range */
+    vram_plan_options wan = small_video();
+    wan.vace_blocks_to_swap = 16;
+    CHECK_INT(vram_plan_options_validate(&wan), VRAM_E_RANGE);
+    CHECK_STR(vram_last_error(), "vace_blocks_to_swap is 16, allowed 0-15");
+    vram_plan_free(next);
+    vram_plan_free(cur);
+    vram_hw_free(hw);
+    vram_layout_free(l);
+}
+
 int main(void) {
     test_auto_lowers_threshold();
     test_auto_falls_back_to_manual();
     test_manual();
     test_nothing_more();
     test_vace();
+    test_many_vace_blocks();
     CHECK_DONE();
 }
