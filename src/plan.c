@@ -35,7 +35,19 @@
  * PCIe Gen3 x16 link and a modest GPU; explain marks them as estimates. */
 #define DEFAULT_PINNED_GBPS 12.0
 #define DEFAULT_TFLOPS 50.0
-/* Activation estimate: fits the H100 measurements of Wan blocks within 10%. */
+/* Activations of a block, per token, as measured on diffusers'
+ * WanTransformerBlock in bf16 (torch's profiler on the CPU across dims and
+ * FFN widths; torch's peak allocated on an H100 at 4,590 and 32,760 tokens,
+ * docs/gpu/2026-11-27-h100): self-attention holds about 23 bytes per model
+ * dim (bf16 q, k, v, the fp32 rotary temporaries, fp32 norm and residual
+ * copies), the FFN 9 per dim plus 4 per FFN dim (its bf16 up projection
+ * and GELU output); the larger phase is the peak. */
+#define ACT_ATTENTION_PER_DIM 23.0
+#define ACT_FFN_PER_DIM 9.0
+#define ACT_PER_FFN_DIM 4.0
+/* torch's caching allocator held 1.4x (4,590 tokens) to 1.6x (32,760) of the
+ * activation bytes it handed out on that H100; the GPU loses what it holds. */
+#define ACT_ALLOCATOR_SLACK 1.6
 #define ACT_FIXED_BYTES (64.0 * VRAM_MIB)
 /* When a layout does not know its width: dim from params per block
  * (Wan: 13.4 dim^2) and the FFN width as a multiple of dim. */
@@ -211,6 +223,7 @@ typedef struct planner {
     int *tier;
     vram_sim_block *sim;
     uint64_t rest_on, rest_full, act, embed_act;
+    uint64_t act_allocated; /* act without the allocator's cache */
     uint64_t budget, cap, pinned_budget, dram_usable;
     double pinned_gbps, pageable_gbps, disk_gbps;
     bool async;
@@ -583,7 +596,10 @@ static int read_layout(planner *p, const vram_layout *layout, const vram_layout_
         }
     }
     free(linear);
-    p->act = (uint64_t)(tokens * (2 * dim + 2 * ffn) * 2 + ACT_FIXED_BYTES);
+    double act_per_token = fmax(ACT_ATTENTION_PER_DIM * dim,
+                                ACT_FFN_PER_DIM * dim + ACT_PER_FFN_DIM * ffn);
+    p->act_allocated = (uint64_t)(tokens * act_per_token);
+    p->act = (uint64_t)(tokens * act_per_token * ACT_ALLOCATOR_SLACK);
     p->embed_act = (uint64_t)(4 * (p->o->text_tokens * (TEXT_ENCODER_DIM + dim) + tokens * dim) +
                               ACT_FIXED_BYTES);
     return VRAM_OK;
@@ -709,6 +725,17 @@ static int fill_summary(planner *p, vram_plan *plan, const vram_gpu_info *gi, co
     return VRAM_OK;
 }
 
+/* The streamed counts and their choice: the user's in manual mode with a
+ * block count, else the smallest count that fits. */
+static int select_blocks(planner *p, int count_vace, double share, choice *ch, int *count_main) {
+    if (!p->o->auto_hardware_tuning && p->o->blocks_to_swap > 0) {
+        *count_main = p->o->blocks_to_swap;
+        *ch = best_arrangement(p, *count_main, count_vace, false, share);
+        return ch->found ? VRAM_OK : explain_no_fit(p, *count_main, count_vace, true);
+    }
+    return search_count(p, count_vace, true, share, ch, count_main);
+}
+
 static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, double tokens) {
     const vram_plan_options *o = p->o;
     bool manual = !o->auto_hardware_tuning;
@@ -722,16 +749,20 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
     if (manual && count_vace > n_vace)
         return vram_fail(VRAM_E_RANGE, "vace_blocks_to_swap is %d, allowed 0-%d for this model",
                          count_vace, n_vace);
-    if (manual && o->blocks_to_swap > 0) {
-        count_main = o->blocks_to_swap;
-        ch = best_arrangement(p, count_main, count_vace, false, share);
-        if (!ch.found)
-            return explain_no_fit(p, count_main, count_vace, true);
-    } else {
-        int st = search_count(p, count_vace, true, share, &ch, &count_main);
-        if (st)
-            return st;
+    int st = select_blocks(p, count_vace, share, &ch, &count_main);
+    /* torch's caching allocator hands its cache back before it fails an
+     * allocation: where nothing fits beside the cache, plan for what the
+     * activations allocate (a slower run, when the cache must be rebuilt,
+     * rather than a refusal). */
+    if (st == VRAM_E_DOES_NOT_FIT && p->act > p->act_allocated) {
+        p->act = p->act_allocated;
+        if ((st = select_blocks(p, count_vace, share, &ch, &count_main)) == VRAM_OK)
+            vram_log(VRAM_LOG_INFO, "plan: fits only with torch's allocator cache given back "
+                                    "(activations %.1f MiB without it)",
+                     p->act / VRAM_MIB);
     }
+    if (st)
+        return st;
     arrange(p, ch.arrangement, count_main, count_vace);
     assign_tiers(p);
     footprint f = measure(p);
@@ -750,7 +781,7 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
     plan->arrangement = ch.arrangement;
     if (!manual)
         share = f.count ? pick_share(p, &ch) : 1.0;
-    int st = fill_summary(p, plan, gi, &ch, share, tokens);
+    st = fill_summary(p, plan, gi, &ch, share, tokens);
     if (st)
         return st;
     vram_log(VRAM_LOG_DEBUG,
