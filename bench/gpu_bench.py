@@ -433,6 +433,7 @@ class Bench:
         self.inputs: Callable[..., Any] | None = None
         self.tainted = False  # a peer installed hooks we cannot remove
         self.peer_releases: list[Callable[[], None]] = []
+        self.peer_setup_s: dict[str, float] = {}  # the peers applied to the current model
 
     # -- bookkeeping
     def elapsed(self) -> float:
@@ -465,6 +466,7 @@ class Bench:
 
         while self.peer_releases:  # a peer's own clean-up (mmgp keeps weights on the GPU)
             self.peer_releases.pop()()
+        self.peer_setup_s.clear()
         self.model = None
         gc.collect()
         if self.cuda:
@@ -696,28 +698,15 @@ class Bench:
             self.record("diffusers-group", tokens, None,
                         note="skipped: use_stream needs a CUDA device")
             return
-        if not getattr(self, "group_applied", False):
-            if self.tainted:
-                self.fresh_model()
-                self.to_cpu()
-            t = time.perf_counter()
+
+        def apply() -> None:
             apply_group_offloading(self.model, onload_device=self.dev, offload_device="cpu",
                                    offload_type="block_level", num_blocks_per_group=1,
                                    use_stream=True, record_stream=True)
-            self.group_setup_s = time.perf_counter() - t
-            self.group_applied = True
-            self.tainted = True
-        base = self.reset_device()
-        self.cap(True)
-        args, kw = self.inputs(tokens, self.dev)
-        with PeakSampler(self.cuda) as ps:
-            timed = timed_forwards(self.model, args, kw, self.a.reps, self.cuda,
-                                   time_left=self.time_left)
-        self.record("diffusers-group", tokens, timed, ps.peak, base,
-                    streamed=module_bytes(self.model), pinned=torch_pinned_bytes(),
-                    note="block_level, num_blocks_per_group=1, use_stream, record_stream; "
-                    "streams every group each forward",
-                    extra={"setup_s": self.group_setup_s})
+
+        self.timed_peer("diffusers-group", tokens, apply, streams_all=True,
+                        note="block_level, num_blocks_per_group=1, use_stream, record_stream; "
+                        "streams every group each forward")
 
     def mmgp(self, tokens: int) -> None:
         try:
@@ -729,20 +718,33 @@ class Bench:
         if not self.cuda:
             self.record("mmgp", tokens, None, note="skipped: mmgp needs a CUDA device")
             return
-        if not getattr(self, "mmgp_applied", False):
-            if self.tainted:
-                self.fresh_model()
-                self.to_cpu()
-            t = time.perf_counter()
-            budget_mb = int(self.cap_bytes / 2**20 * 0.5)
+        budget_mb = int(self.cap_bytes / 2**20 * 0.5)
+
+        def apply() -> None:
             # quantizeTransformer=False: every profile quantizes to int8 by
             # default; the comparison is at the same bf16 weights.
             obj = offload.profile({"transformer": self.model}, profile_type.HighRAM_LowVRAM,
                                   budgets={"transformer": budget_mb}, quantizeTransformer=False,
                                   verboseLevel=0)
             self.peer_releases.append(obj.release)
-            self.mmgp_setup_s = time.perf_counter() - t
-            self.mmgp_applied = True
+
+        self.timed_peer("mmgp", tokens, apply, streams_all=False,
+                        note="profile HighRAM_LowVRAM (pinned, budgeted streaming, no "
+                        f"quantization), budget {budget_mb} MB; streamed bytes unknown (no bound)")
+
+    def timed_peer(self, mode: str, tokens: int, apply: Callable[[], None], streams_all: bool,
+                   note: str) -> None:
+        """A peer applied once to a model no other mode changed (its setup
+        counted once, the model kept for its next token count), then timed
+        under the cap. streams_all: every weight crosses the bus each
+        forward; else the streamed bytes are unknown."""
+        if mode not in self.peer_setup_s:
+            if self.tainted:
+                self.fresh_model()
+                self.to_cpu()
+            t = time.perf_counter()
+            apply()
+            self.peer_setup_s[mode] = time.perf_counter() - t
             self.tainted = True
         base = self.reset_device()
         self.cap(True)
@@ -750,11 +752,10 @@ class Bench:
         with PeakSampler(self.cuda) as ps:
             timed = timed_forwards(self.model, args, kw, self.a.reps, self.cuda,
                                    time_left=self.time_left)
-        self.record("mmgp", tokens, timed, ps.peak, base,
-                    streamed=None, pinned=torch_pinned_bytes(),
-                    note="profile HighRAM_LowVRAM (pinned, budgeted streaming, no quantization), budget "
-                    f"{int(self.cap_bytes / 2**20 * 0.5)} MB; streamed bytes unknown (no bound)",
-                    extra={"setup_s": self.mmgp_setup_s})
+        self.record(mode, tokens, timed, ps.peak, base,
+                    streamed=module_bytes(self.model) if streams_all else None,
+                    pinned=torch_pinned_bytes(), note=note,
+                    extra={"setup_s": self.peer_setup_s[mode]})
 
     # -- output
     def write(self) -> None:
