@@ -464,6 +464,10 @@ typedef struct vram_plan_summary {
      * caller synchronizes (a scheduler reading a value back does); what
      * the planner minimises. */
     double predicted_step_ms;
+    /* Nothing fit beside the share torch's caching allocator holds on top
+     * of the activations, so they are planned at the bytes they allocate:
+     * it runs when torch hands its cache back, which costs time. */
+    bool tight_activations;
 } vram_plan_summary;
 
 typedef struct vram_block_plan {

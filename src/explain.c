@@ -16,7 +16,7 @@ typedef struct explain_text {
         *streams, *bandwidth, *plan, *model, *block_word, *resident_word, *streamed_word,
         *video, *frames_word, *text_word, *resident, *streamed, *per_pass, *arrangement,
         *slots, *prefetch, *async, *sync, *tiers, *pinned, *pageable, *disk, *pinned_budget,
-        *dram_usable, *rest, *offloaded, *activations, *peak, *budget, *early, *compute,
+        *dram_usable, *rest, *offloaded, *activations, *tight, *peak, *budget, *early, *compute,
         *copy, *measured, *estimated, *forward, *all_resident, *copy_bound, *step, *passes,
         *none, *unknown, *enabled;
     const char *arrangements[VRAM_ARR_COUNT];
@@ -64,6 +64,7 @@ static const explain_text text_zh = {
     .rest = "GPU 上的其余权重",
     .offloaded = "已卸载嵌入",
     .activations = "激活估计",
+    .tight = "显存紧张: 激活按 PyTorch 实际分配量规划, 不含其缓存; 若显存不足, 请降低分辨率或帧数",
     .peak = "预测峰值 VRAM",
     .budget = "预算",
     .early = "嵌入阶段",
@@ -124,6 +125,8 @@ static const explain_text text_en = {
     .rest = "Other weights on the GPU",
     .offloaded = "embedders offloaded",
     .activations = "Activations (estimate)",
+    .tight = "tight: activations planned at the bytes they allocate, without torch's cache; if "
+             "VRAM runs out, lower the resolution or frames",
     .peak = "Predicted peak VRAM",
     .budget = "budget",
     .early = "embedding phase",
@@ -242,6 +245,8 @@ static void explain_text_format(vram_strbuf *b, const vram_plan *plan, const exp
     vram_strbuf_printf(b, "  %s: %.1fMB (%s %.1fMB)\n", t->rest, mb(s->rest_bytes), t->offloaded,
                        mb(s->offloaded_rest_bytes));
     vram_strbuf_printf(b, "  %s: %.1fMB\n", t->activations, mb(s->activation_bytes));
+    if (s->tight_activations)
+        vram_strbuf_printf(b, "  %s\n", t->tight);
     vram_strbuf_printf(b, "  %s: %.1fMB / %s %.1fMB (%s %.1fMB)\n", t->peak,
                        mb(s->predicted_peak_bytes), t->budget, mb(s->budget_bytes), t->early,
                        mb(plan->early_peak_bytes));
@@ -306,6 +311,7 @@ static bool add_summary(cJSON *o, const vram_plan_summary *s) {
     NUM(block_copy_ms);
     NUM(predicted_forward_ms);
     NUM(predicted_step_ms);
+    BOOL(tight_activations);
     NUM(resident_forward_ms);
     NUM(copy_bound_ms);
     NUM(tokens);

@@ -224,6 +224,7 @@ typedef struct planner {
     vram_sim_block *sim;
     uint64_t rest_on, rest_full, act, embed_act;
     uint64_t act_allocated; /* act without the allocator's cache */
+    bool tight;             /* act is act_allocated: nothing fit beside the cache */
     uint64_t budget, cap, pinned_budget, dram_usable;
     double pinned_gbps, pageable_gbps, disk_gbps;
     bool async;
@@ -671,6 +672,7 @@ static int fill_summary(planner *p, vram_plan *plan, const vram_gpu_info *gi, co
     s->offloaded_rest_bytes = p->rest_full - p->rest_on;
     s->slot_bytes = (uint64_t)ch->slots * f.slot;
     s->activation_bytes = p->act;
+    s->tight_activations = p->tight;
     s->predicted_peak_bytes = peak(p, &f, ch->slots);
     s->streamed_bytes = f.streamed;
     s->pinned_budget_bytes = p->pinned_budget;
@@ -756,10 +758,8 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
      * rather than a refusal). */
     if (st == VRAM_E_DOES_NOT_FIT && p->act > p->act_allocated) {
         p->act = p->act_allocated;
-        if ((st = select_blocks(p, count_vace, share, &ch, &count_main)) == VRAM_OK)
-            vram_log(VRAM_LOG_INFO, "plan: fits only with torch's allocator cache given back "
-                                    "(activations %.1f MiB without it)",
-                     p->act / VRAM_MIB);
+        p->tight = true;
+        st = select_blocks(p, count_vace, share, &ch, &count_main);
     }
     if (st)
         return st;

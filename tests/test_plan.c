@@ -318,6 +318,7 @@ static void test_known_cases(void) {
      * ceiling rows in docs/gpu/2026-11-27-h100): 5800 MiB at 32,760 tokens,
      * 774 MiB at 4,590. */
     CHECK_NEAR(s.activation_bytes / MIB, 5800, 580);
+    CHECK(!s.tight_activations);
     double act_480p = (double)s.activation_bytes;
     o.width = 544;
     o.height = 432;
@@ -340,7 +341,20 @@ static void test_known_cases(void) {
     vram_hw *small_card = make_hw("RTX 3060 12GB", 131072, 98304);
     CHECK_OK(plan_summary(big, small_card, &o, &s));
     CHECK_NEAR(s.activation_bytes, 75600 * 23.0 * 5120, 1e3);
-    CHECK(s.streamed_count >= 38);
+    CHECK(s.streamed_count >= 38 && s.tight_activations);
+    vram_plan *tight = NULL;
+    char *text = NULL;
+    CHECK_OK(vram_plan_create(big, small_card, &o, &tight));
+    CHECK_OK(vram_plan_explain(tight, VRAM_EXPLAIN_EN, &text));
+    CHECK(text && strstr(text, "tight: activations planned at the bytes they allocate"));
+    vram_free(text);
+    CHECK_OK(vram_plan_explain(tight, VRAM_EXPLAIN_JSON, &text));
+    cJSON *json = text ? cJSON_Parse(text) : NULL;
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(json, "summary"),
+                                           "tight_activations")));
+    cJSON_Delete(json);
+    vram_free(text);
+    vram_plan_free(tight);
     o.height = 1280;
     vram_plan *refused = NULL;
     CHECK_INT(vram_plan_create(big, small_card, &o, &refused), VRAM_E_DOES_NOT_FIT);

@@ -116,7 +116,10 @@ def test_plan_summary_blocks_and_explain() -> None:
     assert s["copy_streams"] == 2
     assert len(p.streamed_blocks()) == 3 and len(p.blocks()) == 6
     assert p.options()["blocks_to_swap"] == 3
+    # The struct's last field, read through the binding as the JSON gives it.
+    assert s["tight_activations"] is False
     zh, en, js = p.explain("zh"), p.explain("en"), p.explain("json")
+    assert js["summary"]["tight_activations"] is False
     assert "[VRAM] VRAM-DRAM 平衡分析:" in zh and "分块数: 3" in zh
     assert "VRAM" in en and isinstance(js, dict)
     with pytest.raises(ValueError):

@@ -328,6 +328,7 @@ class PlanSummary(_Sized):
         ("copy_bound_ms", c_double),
         ("tokens", c_int),
         ("predicted_step_ms", c_double),
+        ("tight_activations", c_bool),
     ]
 
 
