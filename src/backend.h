@@ -21,8 +21,12 @@ typedef struct vram_backend vram_backend;
 
 typedef struct vram_backend_ops {
     void (*destroy)(vram_backend *b);
-    /* Makes the backend usable from the calling thread (CUDA: context). */
-    int (*enter)(vram_backend *b);
+    /* Makes the backend usable from the calling thread (CUDA: its context
+     * current), saving in *prev what leave gives back: the thread's own
+     * context, which the caller (PyTorch, on another device perhaps) still
+     * counts on after libvram returns. */
+    int (*enter)(vram_backend *b, void **prev);
+    void (*leave)(vram_backend *b, void *prev);
     int (*dev_alloc)(vram_backend *b, uint64_t bytes, uint64_t *addr);
     void (*dev_free)(vram_backend *b, uint64_t addr, uint64_t bytes);
     /* Page-locks caller memory (pinning); host: bookkeeping only. */

@@ -54,13 +54,22 @@ typedef struct cbackend {
             return vram_cuda_fail((cb)->cu, r_, what);          \
     } while (0)
 
-static int c_enter(vram_backend *b) {
+static int c_enter(vram_backend *b, void **prev) {
     cbackend *cb = CB(b);
     CUcontext cur = NULL;
-    if (cb->cu->cuCtxGetCurrent(&cur) == VRAM_CUDA_SUCCESS && cur == cb->ctx)
+    if (cb->cu->cuCtxGetCurrent(&cur) != VRAM_CUDA_SUCCESS)
+        cur = cb->ctx; /* nothing known to give back */
+    *prev = cur;
+    if (cur == cb->ctx)
         return VRAM_OK;
     CU_CALL(cb, cuCtxSetCurrent(cb->ctx), "cuCtxSetCurrent");
     return VRAM_OK;
+}
+
+static void c_leave(vram_backend *b, void *prev) {
+    cbackend *cb = CB(b);
+    if (prev != cb->ctx)
+        cb->cu->cuCtxSetCurrent(prev);
 }
 
 static int c_dev_alloc(vram_backend *b, uint64_t bytes, uint64_t *addr) {
@@ -211,10 +220,16 @@ static int c_spin(vram_backend *b, void *stream, double ms) {
 
 static void c_destroy(vram_backend *b) {
     cbackend *cb = CB(b);
-    if (cb->ctx) {
-        cb->cu->cuCtxSetCurrent(cb->ctx);
+    void *prev;
+    if (cb->ctx && c_enter(b, &prev) == VRAM_OK) {
         if (cb->module)
             cb->cu->cuModuleUnload(cb->module);
+        /* Released last, the context is reset but stays current: the
+         * thread gets its own back (ours only when it was its own before,
+         * as PyTorch's on the same device is). */
+        cb->cu->cuDevicePrimaryCtxRelease(cb->dev);
+        c_leave(b, prev);
+    } else if (cb->ctx) {
         cb->cu->cuDevicePrimaryCtxRelease(cb->dev);
     }
     free(cb);
@@ -223,6 +238,7 @@ static void c_destroy(vram_backend *b) {
 static const vram_backend_ops cuda_ops = {
     .destroy = c_destroy,
     .enter = c_enter,
+    .leave = c_leave,
     .dev_alloc = c_dev_alloc,
     .dev_free = c_dev_free,
     .host_register = c_host_register,
@@ -273,8 +289,6 @@ int vram_backend_cuda_open(int device, vram_backend **out) {
         st = vram_cuda_fail(cu, r, "cuDevicePrimaryCtxRetain");
         goto fail;
     }
-    if ((st = c_enter(&cb->base)) != VRAM_OK)
-        goto fail;
     if (cu->cuDeviceGetName(cb->base.name, (int)sizeof cb->base.name, cb->dev) !=
         VRAM_CUDA_SUCCESS)
         snprintf(cb->base.name, sizeof cb->base.name, "CUDA device %d", device);

@@ -244,9 +244,15 @@ static int submit(hbackend *hb, void *stream, hop *op) {
     return VRAM_OK;
 }
 
-static int h_enter(vram_backend *b) {
+static int h_enter(vram_backend *b, void **prev) {
     (void)b;
+    *prev = NULL;
     return VRAM_OK;
+}
+
+static void h_leave(vram_backend *b, void *prev) {
+    (void)b;
+    (void)prev;
 }
 
 static int h_dev_alloc(vram_backend *b, uint64_t bytes, uint64_t *addr) {
@@ -490,6 +496,7 @@ static void h_destroy(vram_backend *b) {
 static const vram_backend_ops host_ops = {
     .destroy = h_destroy,
     .enter = h_enter,
+    .leave = h_leave,
     .dev_alloc = h_dev_alloc,
     .dev_free = h_dev_free,
     .host_register = h_host_register,

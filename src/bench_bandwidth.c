@@ -20,6 +20,8 @@ typedef struct bench {
     uint64_t dev;
     void *pinned, *pageable;
     bool registered;
+    bool entered; /* ctx: the thread's context to give back */
+    void *ctx;
     uint64_t bytes;
 } bench;
 
@@ -53,6 +55,8 @@ static void bench_free(bench *x) {
         x->be->ops->host_unregister(x->be, x->pinned);
     free(x->pinned);
     free(x->pageable);
+    if (x->entered)
+        x->be->ops->leave(x->be, x->ctx);
     vram_backend_close(x->be);
 }
 
@@ -72,7 +76,7 @@ int vram_bench_bandwidth(int backend, int device, uint64_t transfer_bytes, int m
     bench x = {.bytes = bytes};
     int st = vram_backend_open(backend, device, 0, 0, &x.be);
     if (st == VRAM_OK)
-        st = x.be->ops->enter(x.be);
+        x.entered = (st = x.be->ops->enter(x.be, &x.ctx)) == VRAM_OK;
     if (st == VRAM_OK)
         st = x.be->ops->dev_alloc(x.be, bytes, &x.dev);
     if (st == VRAM_OK && (posix_memalign(&x.pinned, VRAM_ALIGN, (size_t)bytes) != 0 ||

@@ -562,12 +562,26 @@ static int prefetch(vram_engine *eng, void *compute) {
 /* create / destroy                                                  */
 /* ---------------------------------------------------------------- */
 
+/* The engine's lock, with the backend usable on this thread (CUDA: its
+ * context current); unlocking gives the thread back its own context. */
+static int engine_lock(vram_engine *eng, void **ctx) {
+    pthread_mutex_lock(&eng->mu);
+    return eng->be->ops->enter(eng->be, ctx);
+}
+
+static void engine_unlock(vram_engine *eng, void *ctx) {
+    eng->be->ops->leave(eng->be, ctx);
+    pthread_mutex_unlock(&eng->mu);
+}
+
 void vram_engine_destroy(vram_engine *eng) {
     if (!eng)
         return;
     vram_backend *be = eng->be;
+    void *ctx = NULL;
+    /* Freed even when the context cannot be made current. */
+    bool entered = be && be->ops->enter(be, &ctx) == VRAM_OK;
     if (be) {
-        be->ops->enter(be);
         /* Counts can be set before their arrays when create fails half way. */
         for (int i = 0; eng->streams && i < eng->nstreams; i++)
             if (eng->streams[i])
@@ -599,6 +613,8 @@ void vram_engine_destroy(vram_engine *eng) {
             if (eng->staging_free && eng->staging_free[k])
                 be->ops->event_destroy(be, eng->staging_free[k]);
         }
+        if (entered)
+            be->ops->leave(be, ctx);
     }
     for (int b = 0; eng->blocks && b < eng->nblocks; b++)
         free(eng->blocks[b].tensors);
@@ -897,8 +913,8 @@ int vram_engine_create(const vram_plan *plan, const vram_layout *layout,
 
     st = vram_backend_open(opts->backend, opts->device, opts->host_device_bytes,
                            opts->host_bandwidth_gbps, &eng->be);
-    if (st == VRAM_OK)
-        st = eng->be->ops->enter(eng->be);
+    void *ctx = NULL;
+    bool entered = st == VRAM_OK && (st = eng->be->ops->enter(eng->be, &ctx)) == VRAM_OK;
     if (st)
         goto fail;
     eng->link_gbps = eng->be->link_gbps > 0 ? eng->be->link_gbps : sum.h2d_gbps;
@@ -937,11 +953,14 @@ int vram_engine_create(const vram_plan *plan, const vram_layout *layout,
     if ((st = setup_host(eng, layout, li.file_count)) || (st = setup_device(eng)) ||
         (st = setup_streams(eng)))
         goto fail;
+    eng->be->ops->leave(eng->be, ctx);
     *out = eng;
     return VRAM_OK;
 fail: {
     char why[1024];
     snprintf(why, sizeof why, "%s", vram_last_error());
+    if (entered)
+        eng->be->ops->leave(eng->be, ctx);
     vram_engine_destroy(eng);
     return vram_fail(st, "%s", why);
 }
@@ -1023,19 +1042,19 @@ int vram_engine_write(vram_engine *eng, int block, uint64_t offset, const void *
                       uint64_t n) {
     if (!eng || (!src && n))
         return vram_fail(VRAM_E_INVALID, "vram_engine_write: engine or source is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     if (st == VRAM_OK)
         st = write_locked(eng, block, offset, src, n);
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
 int vram_engine_load_files(vram_engine *eng) {
     if (!eng)
         return vram_fail(VRAM_E_INVALID, "vram_engine_load_files: engine is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     if (st == VRAM_OK && eng->nfiles == 0)
         st = vram_fail(VRAM_E_STATE, "the layout has no files (made from sizes, blocks or the "
                                      "catalog); fill blocks with vram_engine_write");
@@ -1058,7 +1077,7 @@ int vram_engine_load_files(vram_engine *eng) {
         }
     }
     free(buf);
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
@@ -1125,11 +1144,11 @@ static int acquire_locked(vram_engine *eng, int block, void *stream, uint64_t *a
 int vram_engine_acquire(vram_engine *eng, int block, void *stream, uint64_t *device_addr) {
     if (!eng || !device_addr)
         return vram_fail(VRAM_E_INVALID, "vram_engine_acquire: engine or device_addr is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     if (st == VRAM_OK)
         st = acquire_locked(eng, block, stream, device_addr);
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
@@ -1163,25 +1182,25 @@ static int release_locked(vram_engine *eng, int block, void *stream) {
 int vram_engine_release(vram_engine *eng, int block, void *stream) {
     if (!eng)
         return vram_fail(VRAM_E_INVALID, "vram_engine_release: engine is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     if (st == VRAM_OK)
         st = release_locked(eng, block, stream);
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
 int vram_engine_synchronize(vram_engine *eng) {
     if (!eng)
         return vram_fail(VRAM_E_INVALID, "vram_engine_synchronize: engine is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     for (int i = 0; i < eng->nstreams && st == VRAM_OK; i++)
         if (eng->streams[i])
             st = eng->be->ops->stream_sync(eng->be, eng->streams[i]);
     if (st == VRAM_OK)
         st = check_async(eng);
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
@@ -1192,8 +1211,8 @@ int vram_engine_set_order(vram_engine *eng, const int *blocks, int count) {
     if (count > eng->nblocks)
         return vram_fail(VRAM_E_RANGE, "order of %d blocks, the plan has %d", count,
                          eng->nblocks);
-    pthread_mutex_lock(&eng->mu);
-    int st = VRAM_OK;
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     for (int b = 0; b < eng->nblocks; b++)
         eng->blocks[b].pos = -2; /* unseen */
     for (int i = 0; i < count && st == VRAM_OK; i++) {
@@ -1216,17 +1235,17 @@ int vram_engine_set_order(vram_engine *eng, const int *blocks, int count) {
     rebuild_sequence(eng);
     if (st != VRAM_OK)
         eng->cons = cons;
-    if (st == VRAM_OK && eng->running && (st = eng->be->ops->enter(eng->be)) == VRAM_OK)
+    if (st == VRAM_OK && eng->running)
         st = prefetch(eng, NULL);
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
 int vram_engine_read_device(vram_engine *eng, uint64_t device_addr, void *dst, uint64_t n) {
     if (!eng || (!dst && n))
         return vram_fail(VRAM_E_INVALID, "vram_engine_read_device: engine or dst is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     bool found = false;
     for (int r = 0; r < eng->nslots && st == VRAM_OK && !found; r++) {
         eslot *sl = &eng->slots[r];
@@ -1244,7 +1263,7 @@ int vram_engine_read_device(vram_engine *eng, uint64_t device_addr, void *dst, u
                        (unsigned long long)device_addr, (unsigned long long)n);
     if (st == VRAM_OK && n)
         st = eng->be->ops->copy_d2h(eng->be, dst, device_addr, n);
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
@@ -1342,8 +1361,8 @@ int vram_engine_get_stats(vram_engine *eng, vram_engine_stats *out) {
     uint32_t size = out->size;
     memset(out, 0, sizeof *out);
     out->size = size;
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     if (st == VRAM_OK)
         st = tl_drain(eng);
     if (st == VRAM_OK)
@@ -1363,15 +1382,15 @@ int vram_engine_get_stats(vram_engine *eng, vram_engine_stats *out) {
     out->device_bytes = eng->device_bytes;
     out->async_copies = eng->async;
     out->elapsed_ms = eng->base_live ? vram_now_ms() - eng->t_first : 0;
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
 int vram_engine_reset_stats(vram_engine *eng) {
     if (!eng)
         return vram_fail(VRAM_E_INVALID, "vram_engine_reset_stats: engine is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     if (st == VRAM_OK)
         st = tl_drain(eng);
     /* Open COMPUTE entries (blocks acquired now) are dropped: they would
@@ -1386,7 +1405,7 @@ int vram_engine_reset_stats(vram_engine *eng) {
     eng->bytes_copied = eng->blocks_copied = eng->acquires = eng->releases = 0;
     eng->compute_wait_ms = 0;
     eng->peak_slots = 0;
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
@@ -1394,8 +1413,8 @@ int vram_engine_timeline(vram_engine *eng, vram_timeline_event *out, size_t cap,
                          size_t *count) {
     if (!eng || !count || (!out && cap))
         return vram_fail(VRAM_E_INVALID, "vram_engine_timeline: engine, out or count is NULL");
-    pthread_mutex_lock(&eng->mu);
-    int st = eng->be->ops->enter(eng->be);
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
     if (st == VRAM_OK)
         st = tl_drain(eng);
     size_t n = 0;
@@ -1408,7 +1427,7 @@ int vram_engine_timeline(vram_engine *eng, vram_timeline_event *out, size_t cap,
         n++;
     }
     *count = n;
-    pthread_mutex_unlock(&eng->mu);
+    engine_unlock(eng, ctx);
     return st;
 }
 
