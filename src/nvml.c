@@ -93,10 +93,22 @@ bool vram_nvml_available(const char **why) {
     return nvml_ok;
 }
 
+/* CUDA gives a MIG instance's UUID in the same bytes that NVML (and
+ * nvidia-smi -L) spell "MIG-..." rather than "GPU-...". */
+static bool find_device(const char *uuid, nvmlDevice_t *dev) {
+    if (nv.by_uuid(uuid, dev) == 0 && *dev)
+        return true;
+    char mig[80];
+    if (strncmp(uuid, "GPU-", 4) != 0 ||
+        snprintf(mig, sizeof mig, "MIG-%s", uuid + 4) >= (int)sizeof mig)
+        return false;
+    return nv.by_uuid(mig, dev) == 0 && *dev;
+}
+
 bool vram_nvml_query_uuid(const char *uuid, vram_nvml_device *out) {
     memset(out, 0, sizeof *out);
     nvmlDevice_t dev = NULL;
-    if (!uuid || !vram_nvml_available(NULL) || nv.by_uuid(uuid, &dev) != 0 || !dev)
+    if (!uuid || !vram_nvml_available(NULL) || !find_device(uuid, &dev))
         return false;
     nvmlMemory_t mem;
     if (nv.memory(dev, &mem) == 0) {

@@ -278,6 +278,8 @@ static void driver_scenarios(void) {
     const char *two[] = {lib, nvml, "FAKE_CUDA_DEVICES=2", "FAKE_CUDA_CONTEXT=1", empty_cache,
                          NULL};
     in_child("two devices", child_fake_two, two);
+    const char *mig[] = {lib, nvml, "FAKE_NVML_MIG=1", empty_cache, NULL};
+    in_child("a MIG instance, MIG- in NVML", child_fake_nvml, mig);
     const char *nvml_fails[] = {lib, nvml, "FAKE_NVML_INIT=999", empty_cache, NULL};
     in_child("nvmlInit fails", child_fake_no_nvml, nvml_fails);
 }
