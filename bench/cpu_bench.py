@@ -437,8 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default=str(ROOT / "build"), help="CMake build folder")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--gpu", default="",
-                    help="stored GPU runs: a session folder (run*/results.json) or a results.json")
+    sessions = sorted((ROOT / "docs" / "gpu").glob("*/run*/results.json"))
+    ap.add_argument("--gpu", default=str(sessions[-1].parent.parent) if sessions else "",
+                    help="stored GPU runs: a session folder (run*/results.json) or a results.json "
+                    "(default: the newest session under docs/gpu; '' for none)")
     ap.add_argument("--from-json", action="store_true",
                     help="no measuring: rewrite the page from the CPU numbers in --json")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "BENCHMARKS.md"))
