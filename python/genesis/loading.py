@@ -22,9 +22,16 @@ outside the blocks (embeddings, head) are read with safetensors, straight
 onto the target device. Peak RAM is about those plus the pinned and
 pageable tiers, not the checkpoint's size.
 
-Tensor names: the file's own, with ComfyUI's "model.diffusion_model."
-prefix removed when the module has no such name. Each tensor takes the
-file's dtype (as load_state_dict(assign=True)); shapes must match.
+Tensor names: the file's own, with ComfyUI's "model.diffusion_model." (or
+"diffusion_model.") prefix removed when the module has no such name; for a
+diffusers model with single-file support (WanTransformer3DModel), original
+checkpoint names (blocks.0.self_attn.q.weight) through diffusers' own name
+conversion. Block tensors keep the file's dtype (they are its bytes): with
+`dtype` given, a file of another dtype is refused, as are float8 blocks,
+which torch layers cannot compute with. The rest takes `dtype` (else the
+file's), except modules the model keeps in float32 (diffusers'
+_keep_in_fp32_modules), as from_pretrained(torch_dtype=...) does; shapes
+must match.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ from .devices import resolve_device
 from .modelinfo import SAFETENSORS_DTYPES, ModelPacking
 from .vram import Layout
 
-COMFYUI_PREFIXES: tuple[str, ...] = ("model.diffusion_model.",)
+# As libvram's layout strips them (src/layout.c, model_prefixes).
+COMFYUI_PREFIXES: tuple[str, ...] = ("model.diffusion_model.", "diffusion_model.")
+FLOAT8 = {d for d in (getattr(torch, n, None) for n in ("float8_e4m3fn", "float8_e5m2")) if d}
 
 _TORCH_DTYPES: dict[str, torch.dtype] = {st: dt for dt, st in SAFETENSORS_DTYPES.items()}
 
@@ -85,13 +94,45 @@ def _owners(model: nn.Module) -> dict[str, list[Owner]]:
     return {n: by_id[i] for n, i in names.items()}
 
 
-def _model_name(file_name: str, known: dict[str, Any]) -> str | None:
+def _model_name(file_name: str, known: dict[str, Any], renames: dict[str, str]) -> str | None:
     if file_name in known:
         return file_name
     for prefix in COMFYUI_PREFIXES:
         if file_name.startswith(prefix) and file_name[len(prefix):] in known:
             return file_name[len(prefix):]
-    return None
+    renamed = renames.get(file_name)
+    return renamed if renamed in known else None
+
+
+def _diffusers_renames(model: nn.Module, names: list[str]) -> dict[str, str]:
+    """File name -> model name by diffusers' single-file conversion for the
+    model's class (original Wan names to diffusers'), run on the names
+    alone: {} without one. ValueError when it must convert tensors (split
+    or reshape them), which a file's bytes in the engine cannot be."""
+    try:
+        from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
+    except ImportError:
+        return {}
+    entry = SINGLE_FILE_LOADABLE_CLASSES.get(type(model).__name__)
+    if entry is None:
+        return {}
+    try:
+        converted = entry["checkpoint_mapping_fn"](checkpoint={n: n for n in names})
+    except Exception as e:  # noqa: BLE001 - a handler that works on tensors
+        raise ValueError(f"the checkpoint needs diffusers to convert tensors, not only names "
+                         f"({type(e).__name__}: {e}); load it whole with from_single_file") from e
+    if not all(isinstance(v, str) for v in converted.values()):
+        raise ValueError("the checkpoint needs diffusers to convert tensors, not only names; "
+                         "load it whole with from_single_file")
+    return {old: new for new, old in converted.items()}
+
+
+def _keeps_fp32(model: nn.Module, name: str) -> bool:
+    """Whether diffusers keeps the module of parameter `name` in float32
+    when the model loads in half precision."""
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    parts = name.split(".")
+    return any(k in parts for k in keep)
 
 
 def _set(owners: list[Owner], t: torch.Tensor) -> None:
@@ -146,9 +187,9 @@ class FileSource:
                                  "which checkpoints leave out; load_swapped needs every block "
                                  "tensor in the file (load the model whole, then "
                                  "apply_block_swap)")
-            if lb["tensor_count"] != len(blk.slots):
-                raise ValueError(f"block {blk.index}: {lb['tensor_count']} tensors in the "
-                                 f"checkpoint, {len(blk.slots)} in the model")
+            # Extra tensors in a block (strict=False: an fp8 file's scales)
+            # ride along in its packed bytes; every model tensor is found
+            # by name below.
             for slot in blk.slots:
                 mod, attr = slot.owners[0]
                 t = self.tensors[self._file_name(mod, attr, f"block {blk.index}'s {slot.name}")]
@@ -188,18 +229,21 @@ class FileSource:
 
 
 def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch.device,
-                strict: bool = True) -> FileSource:
+                strict: bool = True, dtype: torch.dtype | None = None) -> FileSource:
     """Matches `model` (parameters on meta) with the checkpoint: block
     tensors become placeholders of the file's dtype, the rest is read onto
-    `device`. ValueError on missing or unexpected tensors (strict) and on
-    shape mismatches."""
+    `device` (in `dtype`, see the module's docstring). ValueError, before
+    anything is read, on missing or unexpected tensors (strict), shape
+    mismatches and block dtypes that cannot run."""
     layout = Layout.open(checkpoint)
     tensors = {t["name"]: t for t in layout.tensors()}
     owners = _owners(model)
+    unknown = [n for n in tensors if _model_name(n, owners, {}) is None]
+    renames = _diffusers_renames(model, list(tensors)) if unknown else {}
     matched: dict[str, str] = {}  # file name -> model name
     unexpected: list[str] = []
     for fname in tensors:
-        mname = _model_name(fname, owners)
+        mname = _model_name(fname, owners, renames)
         if mname is None:
             unexpected.append(fname)
         else:
@@ -222,18 +266,33 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
         if shape != have:
             raise ValueError(f"{fname}: shape {list(shape)} in the checkpoint, {list(have)} "
                              "in the model")
-        dtype = _TORCH_DTYPES.get(t["dtype_name"])
-        if dtype is None:
+        file_dtype = _TORCH_DTYPES.get(t["dtype_name"])
+        if file_dtype is None:
             raise ValueError(f"{fname}: dtype {t['dtype_name']} has no torch equivalent")
+        if t["block"] >= 0 and file_dtype in FLOAT8:
+            raise ValueError(f"{fname} is {file_dtype} in the checkpoint, which torch layers "
+                             "cannot compute with; use a bf16/fp16 checkpoint, or load this "
+                             "one whole with from_single_file(torch_dtype=...)")
+        if (t["block"] >= 0 and dtype is not None and file_dtype.is_floating_point
+                and file_dtype != dtype):
+            raise ValueError(f"{fname} is {file_dtype} in the checkpoint, {dtype} was asked "
+                             "for: block tensors keep the file's dtype (its bytes stream "
+                             "as they are); use a checkpoint in that dtype, or dtype=None")
         if t["block"] < 0:
             rest.append(fname)
         else:
-            _set(owners[mname], _placeholder(dtype, shape))
+            _set(owners[mname], _placeholder(file_dtype, shape))
         for mod, attr, _ in owners[mname]:
             file_names[(id(mod), attr)] = fname
     source = FileSource(layout, tensors, file_names)
     for fname, value in source.read(rest, device).items():
-        _set(owners[matched[fname]], value)
+        mname = matched[fname]
+        if value.is_floating_point():
+            want = dtype or value.dtype
+            if want in (torch.float16, torch.bfloat16) and _keeps_fp32(model, mname):
+                want = torch.float32
+            value = value.to(want)
+        _set(owners[mname], value)
     return source
 
 
@@ -246,7 +305,8 @@ def _get(owner: Owner) -> torch.Tensor:
 
 def load_swapped(model_factory: Callable[[], nn.Module],
                  checkpoint: str | PathLike[str], *, device: str | torch.device | None = None,
-                 strict: bool = True, **swap_options: Any) -> nn.Module:
+                 strict: bool = True, dtype: torch.dtype | None = None,
+                 **swap_options: Any) -> nn.Module:
     """Builds the model from `model_factory` (a class or a callable, run
     with parameters on meta), and block-swaps it from `checkpoint` (a
     .safetensors file or a *.safetensors.index.json) without ever loading
@@ -262,6 +322,6 @@ def load_swapped(model_factory: Callable[[], nn.Module],
     target = resolve_device(device)
     with empty_weights():
         model = model_factory()
-    source = open_source(model, checkpoint, target, strict=strict)
+    source = open_source(model, checkpoint, target, strict=strict, dtype=dtype)
     apply_block_swap(model, source=source, device=target, **swap_options)
     return model

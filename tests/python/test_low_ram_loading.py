@@ -44,6 +44,16 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     save_file(sd, str(root / "wan.safetensors"))
     save_file({f"model.diffusion_model.{k}": v for k, v in sd.items()},
               str(root / "comfy.safetensors"))
+    save_file({f"diffusion_model.{k}": v for k, v in sd.items()}, str(root / "dm.safetensors"))
+    # The original Wan release's names (and ComfyUI's prefix on them), which
+    # diffusers' single-file conversion maps back to the model's.
+    original = {original_wan_name(k): v for k, v in sd.items()}
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    assert set(convert_wan_transformer_to_diffusers(dict(original))) == set(sd)
+    save_file(original, str(root / "original.safetensors"))
+    save_file({f"model.diffusion_model.{k}": v for k, v in original.items()},
+              str(root / "original-comfy.safetensors"))
     from huggingface_hub import save_torch_state_dict
 
     (root / "sharded").mkdir()
@@ -52,6 +62,28 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with torch.no_grad():
         expected = model(x, t, enc, return_dict=False)[0]
     return dict(root=root, inputs=(x, t, enc), expected=expected)
+
+
+# diffusers' name -> the original Wan checkpoint's, in order (norm2 and
+# norm3 trade places).
+_TO_ORIGINAL = [
+    ("condition_embedder.time_embedder.linear_1", "time_embedding.0"),
+    ("condition_embedder.time_embedder.linear_2", "time_embedding.2"),
+    ("condition_embedder.text_embedder.linear_1", "text_embedding.0"),
+    ("condition_embedder.text_embedder.linear_2", "text_embedding.2"),
+    ("condition_embedder.time_proj", "time_projection.1"), ("attn2", "cross_attn"),
+    ("attn1", "self_attn"), (".to_out.0.", ".o."), (".to_q.", ".q."), (".to_k.", ".k."),
+    (".to_v.", ".v."), ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"), ("norm2", "norm@"),
+    ("norm3", "norm2"), ("norm@", "norm3"), ("proj_out", "head.head")]
+
+
+def original_wan_name(name: str) -> str:
+    if name == "scale_shift_table":
+        return "head.modulation"
+    name = name.replace("scale_shift_table", "modulation")
+    for diffusers_part, original_part in _TO_ORIGINAL:
+        name = name.replace(diffusers_part, original_part)
+    return name
 
 
 def forward(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -73,7 +105,8 @@ def block_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("checkpoint", ["wan.safetensors", "comfy.safetensors",
+@pytest.mark.parametrize("checkpoint", ["wan.safetensors", "comfy.safetensors", "dm.safetensors",
+                                        "original.safetensors", "original-comfy.safetensors",
                                         "sharded/model.safetensors.index.json"])
 def test_load_swapped_bit_identical(reference: dict[str, Any], checkpoint: str,
                                     block_reads: list[str]) -> None:
@@ -139,6 +172,56 @@ def test_file_dtype_is_adopted(tmp_path: Path) -> None:
     model = load_swapped(tiny_factory(), path, blocks_to_swap=2, **SMALL_VIDEO)
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
     x = torch.randn(2, 256, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    attached(model).remove()
+
+
+def test_half_precision_checkpoint_loads_as_from_pretrained(tmp_path: Path) -> None:
+    """A bf16 checkpoint: the rest's float32 modules (diffusers'
+    _keep_in_fp32_modules: time embedder, scale_shift_table, norms) come
+    back in float32, as from_pretrained(torch_dtype=bf16) has them, and
+    the outputs are bit-identical to it."""
+    torch.manual_seed(0)
+    folder = tmp_path / "folder"
+    wan().to(torch.bfloat16).save_pretrained(folder)
+    path = folder / "diffusion_pytorch_model.safetensors"
+    ref = diffusers.WanTransformer3DModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    model = load_swapped(wan, path, dtype=torch.bfloat16, **LOW_RAM).eval()
+    assert model.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32
+    assert model.scale_shift_table.dtype == torch.float32
+    assert model.proj_out.weight.dtype == torch.bfloat16
+    x, t, enc = torch.randn(1, 4, 3, 8, 8), torch.tensor([500]), torch.randn(1, 8, 32)
+    inputs = (x.to(torch.bfloat16), t, enc.to(torch.bfloat16))
+    assert torch.equal(forward(model, inputs), forward(ref.eval(), inputs))
+    attached(model).remove()
+
+
+def test_dtypes_that_cannot_stream_are_refused(tmp_path: Path) -> None:
+    sd = tiny(d=256, n=4).state_dict()
+    path = tmp_path / "fp32.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(ValueError, match="blocks.0.* is torch.float32 in the checkpoint, "
+                                         "torch.bfloat16 was asked for"):
+        load_swapped(tiny_factory(), path, dtype=torch.bfloat16, blocks_to_swap=2, **SMALL_VIDEO)
+    save_file({k: v.to(torch.float8_e4m3fn) if k.startswith("blocks.") else v
+               for k, v in sd.items()}, str(path))
+    with pytest.raises(ValueError, match="float8_e4m3fn in the checkpoint, which torch layers "
+                                         "cannot compute with"):
+        load_swapped(tiny_factory(), path, blocks_to_swap=2, **SMALL_VIDEO)
+
+
+def test_extra_block_tensors_ride_along_when_not_strict(tmp_path: Path) -> None:
+    """An fp8-scaled file's per-block scales, say: refused when strict,
+    carried unused in the block's bytes otherwise."""
+    ref = tiny(d=256, n=4)
+    path = tmp_path / "extra.safetensors"
+    save_file({**ref.state_dict(), **{f"blocks.{i}.fc1.scale_weight": torch.ones(1)
+                                      for i in range(4)}}, str(path))
+    with pytest.raises(ValueError, match="not in the model: blocks.0.fc1.scale_weight"):
+        load_swapped(tiny_factory(), path, blocks_to_swap=2, **SMALL_VIDEO)
+    model = load_swapped(tiny_factory(), path, strict=False, blocks_to_swap=2, **SMALL_VIDEO)
+    x = torch.randn(2, 256)
     with torch.no_grad():
         assert torch.equal(model(x), ref(x))
     attached(model).remove()
