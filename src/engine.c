@@ -114,6 +114,8 @@ struct vram_engine {
     int nstaging;
     stage_job *jobs; /* [block * nstaging + staging] */
     int *fds;
+    vram_file_id *file_ids; /* as the layout read them (check_file) */
+    char **file_paths;
     int nfiles;
     int spill_fd;
     atomic_int async_status;
@@ -195,15 +197,32 @@ static int pwrite_full(int fd, const void *src, uint64_t n, uint64_t off) {
     return VRAM_OK;
 }
 
+/* Model file f is still the one its layout was read from: its offsets
+ * hold. */
+static int check_file(vram_engine *eng, int f) {
+    vram_file_id now;
+    if (!vram_file_id_of(eng->fds[f], &now))
+        return vram_fail(VRAM_E_IO, "model file %s: fstat: %s", eng->file_paths[f],
+                         strerror(errno));
+    if (!vram_file_id_same(&now, &eng->file_ids[f]))
+        return vram_fail(VRAM_E_STATE, "model file %s changed since its layout was read (a "
+                         "replaced or rewritten file): open its layout again",
+                         eng->file_paths[f]);
+    return VRAM_OK;
+}
+
 /* Reads a block's bytes from its source into `dst` (its packed layout). */
 static int read_block(vram_engine *eng, int b, uint8_t *dst) {
     eblock *bl = &eng->blocks[b];
     if (!bl->from_files)
         return vram_pread_full(eng->spill_fd, dst, bl->packed, bl->spill_offset,
                                "the spill file");
+    int checked = -1; /* tensors come grouped by file: one check per run of them */
     for (int i = 0; i < bl->ntensors; i++) {
         const tensor_ref *t = &bl->tensors[i];
-        int st = vram_pread_full(eng->fds[t->file], dst + t->block_offset, t->nbytes,
+        int st = t->file == checked ? VRAM_OK : check_file(eng, checked = t->file);
+        if (st == VRAM_OK)
+            st = vram_pread_full(eng->fds[t->file], dst + t->block_offset, t->nbytes,
                                  t->file_offset, "a model file");
         if (st)
             return st;
@@ -618,9 +637,14 @@ void vram_engine_destroy(vram_engine *eng) {
     }
     for (int b = 0; eng->blocks && b < eng->nblocks; b++)
         free(eng->blocks[b].tensors);
-    for (int f = 0; f < eng->nfiles; f++)
+    for (int f = 0; f < eng->nfiles; f++) {
         if (eng->fds[f] >= 0)
             close(eng->fds[f]);
+        if (eng->file_paths)
+            free(eng->file_paths[f]);
+    }
+    free(eng->file_ids);
+    free(eng->file_paths);
     if (eng->spill_fd >= 0)
         close(eng->spill_fd);
     free(eng->fds);
@@ -699,7 +723,10 @@ static int load_blocks(vram_engine *eng, const vram_plan *plan, const vram_layou
 static int open_files(vram_engine *eng, const vram_layout *layout, int count) {
     if (count <= 0)
         return VRAM_OK;
-    if (!(eng->fds = malloc((size_t)count * sizeof *eng->fds)))
+    eng->fds = malloc((size_t)count * sizeof *eng->fds);
+    eng->file_ids = malloc((size_t)count * sizeof *eng->file_ids);
+    eng->file_paths = calloc((size_t)count, sizeof *eng->file_paths);
+    if (!eng->fds || !eng->file_ids || !eng->file_paths)
         return vram_fail(VRAM_E_NOMEM, "file table");
     for (int f = 0; f < count; f++)
         eng->fds[f] = -1;
@@ -709,6 +736,12 @@ static int open_files(vram_engine *eng, const vram_layout *layout, int count) {
         if (!path || (eng->fds[f] = open(path, O_RDONLY | O_CLOEXEC)) < 0)
             return vram_fail(VRAM_E_IO, "cannot open model file %s: %s", path ? path : "(null)",
                              strerror(errno));
+        if (!(eng->file_paths[f] = strdup(path)))
+            return vram_fail(VRAM_E_NOMEM, "file table");
+        eng->file_ids[f] = *vram_layout_file_id(layout, f);
+        int st = check_file(eng, f);
+        if (st)
+            return st;
     }
     return VRAM_OK;
 }

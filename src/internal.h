@@ -89,6 +89,20 @@ int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *wha
 /* Opens a regular file read-only: VRAM_E_NOT_FOUND when it is missing,
  * VRAM_E_IO when it cannot be opened or is not a regular file. */
 int vram_open_regular(const char *path, int *fd, uint64_t *size);
+
+/* A file's identity as its header was read: a layout keeps one per model
+ * file and the engine refuses a file that no longer matches, where a
+ * replaced or rewritten checkpoint would stream other bytes from the old
+ * offsets. */
+typedef struct vram_file_id {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns;
+} vram_file_id;
+/* fstat of fd into *id; false when fstat fails. */
+bool vram_file_id_of(int fd, vram_file_id *id);
+bool vram_file_id_same(const vram_file_id *a, const vram_file_id *b);
+/* The identity of a layout's file `file_index` (NULL: none recorded). */
+const vram_file_id *vram_layout_file_id(const vram_layout *L, int file_index);
 /* Reads a regular file of at most `max` bytes whole, NUL-terminated (free
  * *text); larger is VRAM_E_FORMAT. */
 int vram_read_file(const char *path, size_t max, char **text, size_t *len);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- building ---- */
 
@@ -33,6 +34,7 @@ void vram_layout_free(vram_layout *L) {
     free(L->tensors);
     free(L->blocks);
     free(L->files);
+    free(L->file_ids);
     free(L->by_name);
     free(L);
 }
@@ -41,17 +43,32 @@ int layout_add_file(vram_layout *L, const char *path, int *index) {
     if (L->info.file_count == L->file_cap) {
         int cap = L->file_cap ? L->file_cap * 2 : 4;
         char **p = realloc(L->files, (size_t)cap * sizeof *p);
-        if (!p)
+        if (p)
+            L->files = p;
+        vram_file_id *ids = p ? realloc(L->file_ids, (size_t)cap * sizeof *ids) : NULL;
+        if (!ids)
             return vram_fail(VRAM_E_NOMEM, "out of memory adding file %s", path);
-        L->files = p;
+        L->file_ids = ids;
         L->file_cap = cap;
     }
-    char *copy = strdup(path);
+    /* Relative to the directory of now, not of when an engine opens it. */
+    char cwd[PATH_MAX];
+    bool relative = path[0] != '/' && getcwd(cwd, sizeof cwd);
+    size_t n = (relative ? strlen(cwd) + 1 : 0) + strlen(path) + 1;
+    char *copy = malloc(n);
     if (!copy)
         return vram_fail(VRAM_E_NOMEM, "out of memory adding file %s", path);
+    snprintf(copy, n, "%s%s%s", relative ? cwd : "", relative ? "/" : "", path);
     *index = L->info.file_count;
+    L->file_ids[*index] = (vram_file_id){0};
     L->files[L->info.file_count++] = copy;
     return VRAM_OK;
+}
+
+const vram_file_id *vram_layout_file_id(const vram_layout *L, int file_index) {
+    if (!L || file_index < 0 || file_index >= L->info.file_count)
+        return NULL;
+    return &L->file_ids[file_index];
 }
 
 bool layout_tensor_bytes(vram_dtype dtype, int ndim, const int64_t *shape, uint64_t *nbytes) {

@@ -12,14 +12,16 @@ struct vram_layout {
     vram_tensor_info *tensors; /* blocks in order (packing order), then the rest */
     int tensor_cap;
     vram_block_info *blocks;
-    char **files;
+    char **files;         /* absolute: an engine opens them again later */
+    vram_file_id *file_ids; /* each file's as its header was read */
     int file_cap;
     int *by_name; /* tensor indices sorted by name, for lookups */
 };
 
 /* An empty layout to fill with layout_add_file / layout_add_tensor. */
 vram_layout *layout_new(void);
-/* Appends a file path (copied); *index gets its file_index. */
+/* Appends a file path (copied, made absolute); *index gets its file_index.
+ * The reader records its identity in file_ids[*index]. */
 int layout_add_file(vram_layout *L, const char *path, int *index);
 /* Appends a tensor; the name is copied and nbytes computed from the shape
  * (the caller checked that it does not overflow). */

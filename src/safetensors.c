@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <unistd.h>
 
 #define MAX_EXACT_JSON_INT 9007199254740992.0 /* 2^53: doubles are exact below */
@@ -199,6 +200,10 @@ static int read_safetensors(vram_layout *L, const char *path, int file_index) {
     int st = vram_open_regular(path, &fd, &size);
     if (st)
         return st;
+    if (!vram_file_id_of(fd, &L->file_ids[file_index])) {
+        close(fd);
+        return vram_fail(VRAM_E_IO, "%s: fstat: %s", path, strerror(errno));
+    }
     unsigned char len8[8];
     char *json = NULL;
     uint64_t n = 0;

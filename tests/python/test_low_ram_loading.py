@@ -7,6 +7,7 @@ the model loaded normally."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -308,3 +309,46 @@ def test_peak_memory_is_not_the_checkpoint(tmp_path: Path) -> None:
     # Pinned + pageable tiers, slot, staging and the rest: well under the file.
     assert peak < size // 3, (peak, size, st["engine"])
     attached(model).remove()
+
+
+def test_a_checkpoint_changed_on_disk_is_refused_not_misread(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """Disk-tier blocks are read at each pass from the offsets of the header
+    read at load time: a file rewritten since (here the same weights behind
+    a longer header, so every offset moves) is refused by name, never read
+    at the old offsets. The path is kept absolute: a later chdir does not
+    reach another file of that name."""
+    ref = tiny(d=256, n=4)
+    sd = ref.state_dict()
+    save_file(sd, str(tmp_path / "t.safetensors"))
+    monkeypatch.chdir(tmp_path)
+    model = load_swapped(tiny_factory(), "t.safetensors", auto_hardware_tuning=False,
+                         blocks_to_swap=4, dram_mb=2, num_cuda_streams=1, **SMALL_VIDEO)
+    swap = attached(model)
+    assert swap.stats()["disk_blocks"]
+    x = torch.randn(2, 256)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    save_file(tiny(seed=1, d=256, n=4).state_dict(), str(other / "t.safetensors"))
+    monkeypatch.chdir(other)
+    swap._rebuild(swap._replan())
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    # Rewritten in place: the next disk read finds out.
+    longer = tmp_path / "longer.safetensors"
+    save_file(sd, str(longer), metadata={"note": "x" * 300})
+    with open(tmp_path / "t.safetensors", "r+b") as f:
+        f.write(longer.read_bytes())
+    with pytest.raises(BuildError, match="t.safetensors changed since its layout was read"):
+        with torch.no_grad():
+            model(x)
+    # Replaced: the open file still reads right; a new engine refuses the new one.
+    save_file(sd, str(tmp_path / "u.safetensors"))
+    model = load_swapped(tiny_factory(), tmp_path / "u.safetensors", blocks_to_swap=2,
+                         **SMALL_VIDEO)
+    os.replace(longer, tmp_path / "u.safetensors")
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    with pytest.raises(BuildError, match="u.safetensors changed since its layout was read"):
+        attached(model)._rebuild(attached(model)._replan())
