@@ -197,8 +197,8 @@ class BlockSwap:
                  dram_mb: float | None = None, hardware: HardwareSnapshot | None = None,
                  adaptive: bool = True,
                  max_oom_retries: int = 4, vram_debug_mode: bool = False,
-                 log: LogFn | None = None, engine_options: dict[str, Any] | None = None,
-                 source: FileSource | None = None) -> None:
+                 log: LogFn | None = None, engine_options: dict[str, Any] | None = None
+                 ) -> None:
         if attached(model) is not None:
             raise ValueError("block swapping is already applied to this model: call .remove() first")
         self.model = model
@@ -238,9 +238,13 @@ class BlockSwap:
         # the same gpu / vram_mb / device / dram_mb.
         snapshot = HardwareSnapshot.reuse(hardware, gpu, vram_mb, self.device.index or 0, dram_mb)
         self.hw, self.gpu_index, self.host_mode = snapshot.hw, snapshot.index, snapshot.host_mode
-        # source: the blocks' bytes are in a model file (genesis.loading), the
-        # layout is that file's and the model's block tensors are on meta.
-        self.source = source
+        # A file-backed model (genesis.loading): the blocks' bytes are in a
+        # model file, the layout is that file's, the block tensors are
+        # placeholders.
+        from .loading import file_source
+
+        self.source: FileSource | None = file_source(model)
+        source = self.source
         if source is not None:
             source.adopt(self.packing)
             self.layout = source.layout
@@ -770,9 +774,11 @@ class BlockSwap:
     def explain(self, fmt: str = "zh") -> Any:
         return self.plan.explain(fmt)
 
-    def remove(self) -> None:
+    def remove(self, reload: bool = True) -> None:
         """Undoes everything: weights back in torch storage, on the device
-        the model had before, hooks removed."""
+        the model had before, hooks removed. A file-backed model (a source)
+        with reload=False stays file-backed: its blocks are placeholders
+        until block swapping is applied again with the source (no RAM)."""
         if attached(self.model) is not self:
             return
         self._timer = None
@@ -785,15 +791,18 @@ class BlockSwap:
             self._destroy_engine()
         finally:
             self._sync_hooks()  # inactive, no timer: every hook goes
-        if self.source is not None:  # the blocks come back from the model file
-            self.source.materialize(self.packing, self._orig_device)
+        if self.source is not None and reload:  # the blocks come back from the model file
+            self.source.materialize(self.model, self.packing, self._orig_device)
         for attr, before in (("forward", self._instance_forward), ("_apply", self._instance_apply)):
             if before is not None:
                 setattr(self.model, attr, before)
             elif attr in self.model.__dict__:
                 delattr(self.model, attr)
         delattr(self.model, _ATTACHED)
-        self.model.to(self._orig_device)
+        if self.source is not None and not reload:  # placeholders stay as they are
+            self._move_rest(self.source.rest_device)
+        else:
+            self.model.to(self._orig_device)
 
 
 def attached(model: nn.Module) -> Any:

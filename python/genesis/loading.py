@@ -151,16 +151,28 @@ def _set(owners: list[Owner], t: torch.Tensor) -> None:
                 mod._parameters[attr] = first
 
 
+_SOURCE_ATTR = "_genesis_file_source"
+
+
+def file_source(model: nn.Module) -> FileSource | None:
+    """The FileSource of a file-backed model (its blocks are placeholders
+    whose bytes are in the checkpoint), else None."""
+    return getattr(model, _SOURCE_ATTR, None)
+
+
 class FileSource:
     """A model's block tensors as they lie in a checkpoint (libvram's
-    layout of it). genesis.blockswap.BlockSwap uses it to adopt libvram's
+    layout of it), attached to the model while it is file-backed
+    (file_source). genesis.blockswap.BlockSwap uses it to adopt libvram's
     packing and to read blocks back (remove())."""
 
-    def __init__(self, layout: Layout, tensors: dict[str, dict[str, Any]],
-                 file_names: dict[tuple[int, str], str]) -> None:
+    def __init__(self, model: nn.Module, layout: Layout, tensors: dict[str, dict[str, Any]],
+                 file_names: dict[tuple[int, str], str], rest_device: torch.device) -> None:
         self.layout = layout
         self.tensors = tensors  # file name -> vram_layout_tensor dict
         self.file_names = file_names  # (id(module), attr) -> file name
+        self.rest_device = rest_device  # where the tensors outside the blocks were read
+        setattr(model, _SOURCE_ATTR, self)
 
     def _file_name(self, mod: nn.Module, attr: str, what: str) -> str:
         name = self.file_names.get((id(mod), attr))
@@ -219,13 +231,16 @@ class FileSource:
                     out[n] = t.clone() if t.device.type == "cpu" else t
         return out
 
-    def materialize(self, packing: ModelPacking, device: torch.device) -> None:
-        """Every block's tensors as ordinary torch tensors on `device`."""
+    def materialize(self, model: nn.Module, packing: ModelPacking, device: torch.device) -> None:
+        """Every block's tensors as ordinary torch tensors on `device`: the
+        model is no longer file-backed."""
         for blk in packing.blocks:
             names = [self._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
             loaded = self.read(names, device)
             for slot, name in zip(blk.slots, names):
                 slot.set(loaded[name])
+        if file_source(model) is self:
+            delattr(model, _SOURCE_ATTR)
 
 
 def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch.device,
@@ -236,6 +251,7 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
     anything is read, on missing or unexpected tensors (strict), shape
     mismatches and block dtypes that cannot run."""
     layout = Layout.open(checkpoint)
+    layout.set_name(type(model).__name__)  # as block swapping names a model's own layout
     tensors = {t["name"]: t for t in layout.tensors()}
     owners = _owners(model)
     unknown = [n for n in tensors if _model_name(n, owners, {}) is None]
@@ -284,7 +300,7 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
             _set(owners[mname], _placeholder(file_dtype, shape))
         for mod, attr, _ in owners[mname]:
             file_names[(id(mod), attr)] = fname
-    source = FileSource(layout, tensors, file_names)
+    source = FileSource(model, layout, tensors, file_names, device)
     for fname, value in source.read(rest, device).items():
         mname = matched[fname]
         if value.is_floating_point():
@@ -301,6 +317,20 @@ def _get(owner: Owner) -> torch.Tensor:
     t = mod._parameters[attr] if is_param else mod._buffers[attr]
     assert t is not None
     return t
+
+
+def open_file_backed(model_factory: Callable[[], nn.Module], checkpoint: str | PathLike[str],
+                     device: torch.device, strict: bool = True,
+                     dtype: torch.dtype | None = None) -> tuple[nn.Module, FileSource]:
+    """The model from `model_factory`, built with parameters on meta, its
+    rest read from `checkpoint` onto `device` and its block tensors
+    zero-memory placeholders: file-backed (file_source(model)) until
+    apply_block_swap(model) streams the blocks from the file, or
+    source.materialize(model, pack_model(model), device) loads them whole.
+    ValueError as open_source."""
+    with empty_weights():
+        model = model_factory()
+    return model, open_source(model, checkpoint, device, strict=strict, dtype=dtype)
 
 
 def load_swapped(model_factory: Callable[[], nn.Module],
@@ -320,8 +350,6 @@ def load_swapped(model_factory: Callable[[], nn.Module],
     genesis.blockswap.BuildError / VramError when the engine cannot be
     built (the checkpoint is then never loaded whole)."""
     target = resolve_device(device)
-    with empty_weights():
-        model = model_factory()
-    source = open_source(model, checkpoint, target, strict=strict, dtype=dtype)
-    apply_block_swap(model, source=source, device=target, **swap_options)
+    model, _ = open_file_backed(model_factory, checkpoint, target, strict=strict, dtype=dtype)
+    apply_block_swap(model, device=target, **swap_options)
     return model

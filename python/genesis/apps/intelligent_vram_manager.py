@@ -187,7 +187,13 @@ def _layout_for(model: Any, size_mb: float, layers: int) -> tuple[Layout, dict[s
         if layers and layers != packing.main_count:
             logger.warning("num_layers=%d ignored: the model has %d blocks", layers,
                            packing.main_count)
-        return layout_for_model(packing, type(inner).__name__), {"model_size_mb": packing.total_bytes / 2**20,
+        # A file-backed model: the checkpoint's layout, which block swapping
+        # will plan with too (one plan for both).
+        from genesis.loading import file_source
+
+        source = file_source(inner)
+        layout = source.layout if source is not None else layout_for_model(packing, type(inner).__name__)
+        return layout, {"model_size_mb": packing.total_bytes / 2**20,
                         "num_layers": packing.main_count, "vace_layers": packing.vace_count,
                         "size_source": "model"}
     if not size_mb or size_mb <= 0:

@@ -6,12 +6,19 @@ A model is named by a spec:
 - a single-file transformer checkpoint (.safetensors, original Wan, ComfyUI or
   diffusers naming), which needs a diffusers-layout base folder for the text
   encoder, VAE, tokenizer and the transformer config.
+
+The transformer(s) load file-backed when their safetensors are in the asked
+dtype (genesis.loading.open_file_backed): only the weights outside the
+blocks are read; block swapping streams the blocks from the file, and an
+unswapped run reads them whole first (LoadedModel.load_whole). So a 28 GB
+checkpoint needs about its pinned budget of RAM, not 28 GB. A file that
+cannot (float32 weights for a bf16 run, float8) loads whole, as before.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,9 @@ class ModelSpec:
         return self.model.strip() in ("", *tiny.TINY_NAMES)
 
 
+TRANSFORMERS = ("transformer", "transformer_2")  # Wan2.2 A14B has two experts
+
+
 @dataclass
 class LoadedModel:
     pipe: Any  # WanPipeline or WanImageToVideoPipeline
@@ -39,11 +49,29 @@ class LoadedModel:
     path: Path  # the diffusers folder the pipeline came from
     is_tiny: bool
     i2v: bool
+    # Why a transformer loaded whole rather than file-backed, by attribute.
+    whole_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def transformers(self) -> list[Any]:
         """The denoising transformer(s): Wan2.2 A14B has two experts."""
-        return [t for t in (self.pipe.transformer, getattr(self.pipe, "transformer_2", None)) if t is not None]
+        return [t for t in (getattr(self.pipe, n, None) for n in TRANSFORMERS) if t is not None]
+
+    def file_backed(self) -> list[str]:
+        from genesis.loading import file_source
+
+        return [n for n in TRANSFORMERS if file_source(getattr(self.pipe, n, None)) is not None]
+
+    def load_whole(self) -> None:
+        """Reads file-backed transformers' blocks into torch memory, for a
+        run without block swapping; they stay loaded."""
+        from genesis.loading import file_source
+        from genesis.modelinfo import pack_model
+
+        for model in self.transformers:
+            source = file_source(model)
+            if source is not None:
+                source.materialize(model, pack_model(model), source.rest_device)
 
 
 def _read_index(folder: Path) -> dict[str, Any]:
@@ -103,15 +131,19 @@ def load_pipeline(spec: ModelSpec, want_i2v: bool, torch_dtype: Any = None) -> L
     cls = WanImageToVideoPipeline if i2v else WanPipeline
     # Wan's VAE decodes badly in bf16: it stays float32.
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": {"default": dtype, "vae": torch.float32}}
+    whole: dict[str, str] = {}
     try:
-        if checkpoint is not None:
-            kwargs["transformer"] = WanTransformer3DModel.from_single_file(
-                str(checkpoint),
-                config=str(folder),
-                subfolder="transformer",
-                torch_dtype=dtype,
-                local_files_only=True,
-            )
+        for name in (n for n in TRANSFORMERS if (index.get(n) or [None])[0]):
+            file = checkpoint if name == "transformer" and checkpoint is not None else \
+                _folder_checkpoint(folder / name)
+            try:
+                kwargs[name] = _file_backed(folder, name, file, dtype)
+            except ValueError as e:  # the file's dtype or names: whole, as before
+                whole[name] = str(e)
+                if checkpoint is not None and name == "transformer":
+                    kwargs[name] = WanTransformer3DModel.from_single_file(
+                        str(checkpoint), config=str(folder), subfolder=name, torch_dtype=dtype,
+                        local_files_only=True)
         pipe = cls.from_pretrained(str(folder), **kwargs)
     except ModelError:
         raise
@@ -119,7 +151,33 @@ def load_pipeline(spec: ModelSpec, want_i2v: bool, torch_dtype: Any = None) -> L
         what = checkpoint or folder
         raise ModelError(f"cannot load model from {what}: {type(e).__name__}: {e}") from e
     pipe.set_progress_bar_config(disable=True)
-    return LoadedModel(pipe=pipe, spec=spec, path=folder, is_tiny=spec.is_tiny, i2v=i2v)
+    return LoadedModel(pipe=pipe, spec=spec, path=folder, is_tiny=spec.is_tiny, i2v=i2v,
+                       whole_reasons=whole)
+
+
+def _folder_checkpoint(sub: Path) -> Path | None:
+    """A diffusers component folder's safetensors (one file or an index)."""
+    for name in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json"):
+        if (sub / name).is_file():
+            return sub / name
+    return None
+
+
+def _file_backed(folder: Path, name: str, file: Path | None, dtype: Any) -> Any:
+    """The transformer built from the folder's config, its rest read from
+    `file`, its blocks left in it (genesis.loading.file_source). ValueError
+    when the file cannot back it (see genesis.loading)."""
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    from genesis.loading import open_file_backed
+
+    if file is None:
+        raise ValueError(f"{folder / name} has no safetensors file")
+    config = WanTransformer3DModel.load_config(str(folder), subfolder=name, local_files_only=True)
+    model, _ = open_file_backed(lambda: WanTransformer3DModel.from_config(config), file,
+                                torch.device("cpu"), dtype=dtype)
+    return model
 
 
 def transformer_size(model: Any) -> tuple[float, int]:

@@ -269,6 +269,9 @@ class WanGenerator:
             "seed": seed,
             "compile": {"enabled": req.compile_enabled, "backend": req.compile_backend},
             "transformer_size_mb": round(size_mb, 3),
+            # Loaded file-backed, still: blocks streamed from the checkpoint.
+            "file_backed": loaded.file_backed(),
+            "loaded_whole_because": loaded.whole_reasons or None,
             "transformer_blocks": num_layers,
             "vram_mode": setup.mode,
             "vram_settings": req.vram.as_dict(),

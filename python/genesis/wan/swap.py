@@ -52,7 +52,7 @@ class Placement:
             self.phases.remove()
             self.phases = None
         for h in self.handles:
-            h.remove()
+            h.remove(reload=False)  # a file-backed transformer stays so; others reload anyway
         self.handles = []
 
 
@@ -74,6 +74,7 @@ def place(
 
     pipe = loaded.pipe
     if args is None:
+        loaded.load_whole()  # file-backed transformers: their blocks, for the whole model
         pipe.to(device)
         return Placement([])
     handles: list[Any] = []
@@ -94,6 +95,6 @@ def place(
                         **(video or {})).install(pipe)
     except Exception:
         for h in handles:
-            h.remove()
+            h.remove(reload=False)
         raise
     return Placement(handles, phases)

@@ -136,10 +136,14 @@ def test_single_file_checkpoint_with_base(app: WanVideoApp, tmp_path: Path) -> N
     import torch
     from safetensors.torch import save_file
 
-    pipe = load_pipeline(ModelSpec("tiny"), want_i2v=False).pipe
+    original = load_pipeline(ModelSpec("tiny"), want_i2v=False)
+    original.load_whole()
+    pipe = original.pipe
     ckpt = tmp_path / "wan_tiny.safetensors"
     save_file({k: v.contiguous() for k, v in pipe.transformer.state_dict().items()}, str(ckpt))
     loaded = load_pipeline(ModelSpec(str(ckpt), str(tiny_model_path("tiny"))), want_i2v=False)
+    assert loaded.file_backed() == ["transformer"]
+    loaded.load_whole()
     for (k, a), b in zip(pipe.transformer.state_dict().items(), loaded.pipe.transformer.state_dict().values()):
         assert torch.equal(a, b), k
     assert transformer_size(loaded.pipe.transformer)[1] == 4
@@ -255,3 +259,25 @@ def test_tiny_image_model_is_named_in_the_metadata(app: WanVideoApp) -> None:
 
     meta = run(app, image=Image.new("RGB", (64, 64), (10, 200, 30)))[2]
     assert meta["model"] == "tiny-i2v (built-in)"
+
+
+def test_transformer_stays_file_backed_until_an_unswapped_run(tmp_path: Path) -> None:
+    """The transformer loads file-backed (its blocks in the checkpoint, no
+    RAM); swapped runs stream them from the file and leave it so; an
+    unswapped run reads it whole, with the same video."""
+    from genesis.wan.runner import GenerationRequest, WanGenerator
+
+    gen = WanGenerator(output_dir=tmp_path, device="cpu")
+    loaded = gen.model(ModelSpec("tiny"), want_i2v=False)
+    blocks = list(loaded.pipe.transformer.blocks.parameters())
+    assert loaded.file_backed() == ["transformer"] and loaded.whole_reasons == {}
+    assert all(p.stride() == (0,) * p.dim() for p in blocks)  # placeholders: no memory
+    req = dict(prompt="a red fox", width=64, height=64, frames=5, steps=2, seed=3)
+    swapped = gen.generate(GenerationRequest(block_swap_enabled=True, **req))
+    assert swapped.metadata["file_backed"] == ["transformer"]
+    assert loaded.file_backed() == ["transformer"]
+    whole = gen.generate(GenerationRequest(block_swap_enabled=False, **req))
+    assert loaded.file_backed() == [] and whole.metadata["file_backed"] == []
+    assert np.array_equal(swapped.frames, whole.frames)
+    again = gen.generate(GenerationRequest(block_swap_enabled=True, **req))
+    assert np.array_equal(again.frames, whole.frames)
