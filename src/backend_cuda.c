@@ -57,10 +57,9 @@ typedef struct cbackend {
 static int c_enter(vram_backend *b, void **prev) {
     cbackend *cb = CB(b);
     CUcontext cur = NULL;
-    if (cb->cu->cuCtxGetCurrent(&cur) != VRAM_CUDA_SUCCESS)
-        cur = cb->ctx; /* nothing known to give back */
-    *prev = cur;
-    if (cur == cb->ctx)
+    bool known = cb->cu->cuCtxGetCurrent(&cur) == VRAM_CUDA_SUCCESS;
+    *prev = known ? cur : cb->ctx; /* unknown: nothing to give back */
+    if (known && cur == cb->ctx)
         return VRAM_OK;
     CU_CALL(cb, cuCtxSetCurrent(cb->ctx), "cuCtxSetCurrent");
     return VRAM_OK;

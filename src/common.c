@@ -226,13 +226,14 @@ bool vram_file_id_of(int fd, vram_file_id *id) {
     *id = (vram_file_id){.dev = (uint64_t)s.st_dev,
                          .ino = (uint64_t)s.st_ino,
                          .size = (uint64_t)s.st_size,
-                         .mtime_ns = (int64_t)s.st_mtim.tv_sec * 1000000000 + s.st_mtim.tv_nsec};
+                         .mtime_ns = (int64_t)s.st_mtim.tv_sec * 1000000000 + s.st_mtim.tv_nsec,
+                         .ctime_ns = (int64_t)s.st_ctim.tv_sec * 1000000000 + s.st_ctim.tv_nsec};
     return true;
 }
 
 bool vram_file_id_same(const vram_file_id *a, const vram_file_id *b) {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime_ns == b->mtime_ns;
+           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
 }
 
 int vram_read_file(const char *path, size_t max, char **text, size_t *len) {

@@ -211,23 +211,32 @@ static int check_file(vram_engine *eng, int f) {
     return VRAM_OK;
 }
 
+/* check_file for each model file a block's tensors lie in (they come
+ * grouped by file: one check per run of them). */
+static int check_block_files(vram_engine *eng, const eblock *bl) {
+    int checked = -1;
+    for (int i = 0; i < bl->ntensors; i++)
+        if (bl->tensors[i].file != checked) {
+            int st = check_file(eng, checked = bl->tensors[i].file);
+            if (st)
+                return st;
+        }
+    return VRAM_OK;
+}
+
 /* Reads a block's bytes from its source into `dst` (its packed layout). */
 static int read_block(vram_engine *eng, int b, uint8_t *dst) {
     eblock *bl = &eng->blocks[b];
     if (!bl->from_files)
         return vram_pread_full(eng->spill_fd, dst, bl->packed, bl->spill_offset,
                                "the spill file");
-    int checked = -1; /* tensors come grouped by file: one check per run of them */
-    for (int i = 0; i < bl->ntensors; i++) {
+    int st = check_block_files(eng, bl);
+    for (int i = 0; i < bl->ntensors && st == VRAM_OK; i++) {
         const tensor_ref *t = &bl->tensors[i];
-        int st = t->file == checked ? VRAM_OK : check_file(eng, checked = t->file);
-        if (st == VRAM_OK)
-            st = vram_pread_full(eng->fds[t->file], dst + t->block_offset, t->nbytes,
-                                 t->file_offset, "a model file");
-        if (st)
-            return st;
+        st = vram_pread_full(eng->fds[t->file], dst + t->block_offset, t->nbytes, t->file_offset,
+                             "a model file");
     }
-    return VRAM_OK;
+    return st;
 }
 
 /* Host function on a stream: a block into its staging buffer, from disk or
@@ -493,6 +502,11 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     const uint8_t *src = bl->host.p;
     bool staged = bl->tier == VRAM_TIER_DISK || bl->staged;
     int k = sidx < 0 ? 0 : sidx % (eng->nstaging ? eng->nstaging : 1);
+    /* A changed model file fails this call, not only the staging later
+     * (whose error would surface a call late, after this block's slot was
+     * handed out). */
+    if (st == VRAM_OK && bl->tier == VRAM_TIER_DISK && bl->from_files)
+        st = check_block_files(eng, bl);
     if (st == VRAM_OK && staged) {
         /* Streams share the buffers: refill one only after its last DMA. */
         src = eng->staging[k].p;

@@ -96,7 +96,7 @@ int vram_open_regular(const char *path, int *fd, uint64_t *size);
  * offsets. */
 typedef struct vram_file_id {
     uint64_t dev, ino, size;
-    int64_t mtime_ns;
+    int64_t mtime_ns, ctime_ns; /* ctime: a rewrite that puts mtime back (cp -p) */
 } vram_file_id;
 /* fstat of fd into *id; false when fstat fails. */
 bool vram_file_id_of(int fd, vram_file_id *id);

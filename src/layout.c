@@ -5,6 +5,7 @@
 #include "layout_internal.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -52,13 +53,18 @@ int layout_add_file(vram_layout *L, const char *path, int *index) {
         L->file_cap = cap;
     }
     /* Relative to the directory of now, not of when an engine opens it. */
-    char cwd[PATH_MAX];
-    bool relative = path[0] != '/' && getcwd(cwd, sizeof cwd);
+    bool relative = path[0] != '/';
+    char *cwd = relative ? getcwd(NULL, 0) : NULL;
+    if (relative && !cwd)
+        return vram_fail(VRAM_E_IO, "cannot make %s absolute: getcwd: %s", path,
+                         strerror(errno));
     size_t n = (relative ? strlen(cwd) + 1 : 0) + strlen(path) + 1;
     char *copy = malloc(n);
+    if (copy)
+        snprintf(copy, n, "%s%s%s", relative ? cwd : "", relative ? "/" : "", path);
+    free(cwd);
     if (!copy)
         return vram_fail(VRAM_E_NOMEM, "out of memory adding file %s", path);
-    snprintf(copy, n, "%s%s%s", relative ? cwd : "", relative ? "/" : "", path);
     *index = L->info.file_count;
     L->file_ids[*index] = (vram_file_id){0};
     L->files[L->info.file_count++] = copy;

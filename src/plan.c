@@ -753,13 +753,28 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
                          count_vace, n_vace);
     int st = select_blocks(p, count_vace, share, &ch, &count_main);
     /* torch's caching allocator hands its cache back before it fails an
-     * allocation: where nothing fits beside the cache, plan for what the
-     * activations allocate (a slower run, when the cache must be rebuilt,
-     * rather than a refusal). */
+     * allocation: where nothing fits beside the cache however many blocks
+     * stream, plan for what the activations allocate (a slower run, when
+     * the cache must be rebuilt, rather than a refusal). A manual count
+     * that streaming more would fit keeps its refusal, and so does a plan
+     * that does not fit even so, with the numbers of the cache's case. */
     if (st == VRAM_E_DOES_NOT_FIT && p->act > p->act_allocated) {
-        p->act = p->act_allocated;
-        p->tight = true;
-        st = select_blocks(p, count_vace, share, &ch, &count_main);
+        char why[1024];
+        snprintf(why, sizeof why, "%s", vram_last_error());
+        choice more;
+        int more_count;
+        bool counted = !o->auto_hardware_tuning && o->blocks_to_swap > 0;
+        if (!counted || search_count(p, count_vace, true, share, &more, &more_count) != VRAM_OK) {
+            uint64_t with_cache = p->act;
+            p->act = p->act_allocated;
+            p->tight = true;
+            if ((st = select_blocks(p, count_vace, share, &ch, &count_main)) != VRAM_OK) {
+                p->act = with_cache;
+                p->tight = false;
+            }
+        }
+        if (st)
+            return vram_fail(st, "%s", why);
     }
     if (st)
         return st;

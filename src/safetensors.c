@@ -197,7 +197,8 @@ static uint64_t read_le64(const unsigned char *p) {
 static int read_safetensors(vram_layout *L, const char *path, int file_index) {
     int fd;
     uint64_t size;
-    int st = vram_open_regular(path, &fd, &size);
+    /* The name the engine will open (absolute), `path` in messages. */
+    int st = vram_open_regular(L->files[file_index], &fd, &size);
     if (st)
         return st;
     if (!vram_file_id_of(fd, &L->file_ids[file_index])) {

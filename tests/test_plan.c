@@ -359,7 +359,22 @@ static void test_known_cases(void) {
     vram_plan *refused = NULL;
     CHECK_INT(vram_plan_create(big, small_card, &o, &refused), VRAM_E_DOES_NOT_FIT);
     CHECK(strstr(vram_last_error(), "lower the resolution") != NULL);
+    /* The refusal gives the case with the cache: 1280x1280 has 24150 MiB. */
+    CHECK(strstr(vram_last_error(), "activations 24150.0") != NULL);
     vram_hw_free(small_card);
+    /* A manual count that streaming more would fit keeps its refusal, with
+     * that advice, and is not planned tight. */
+    vram_hw *rtx4090 = make_hw("RTX 4090", 131072, 98304);
+    o.height = 720;
+    o.auto_hardware_tuning = false;
+    o.blocks_to_swap = 25;
+    CHECK_INT(vram_plan_create(big, rtx4090, &o, &refused), VRAM_E_DOES_NOT_FIT);
+    CHECK(strstr(vram_last_error(), "stream more blocks") != NULL);
+    o.blocks_to_swap = 30;
+    CHECK_OK(plan_summary(big, rtx4090, &o, &s));
+    CHECK(!s.tight_activations);
+    vram_hw_free(rtx4090);
+    vram_plan_options_init(&o);
     /* the 14B on a 4090 streams, pinned, one copy stream, fewest resident
      * blocks that keep rest + resident under 50% */
     vram_hw *rtx = make_hw("RTX 4090", 131072, 98304);

@@ -326,6 +326,9 @@ static void print_plan_short(const vram_plan *p) {
            "activations %.1f)\n",
            s.predicted_peak_bytes / MIB, s.budget_bytes / MIB, s.resident_bytes / MIB,
            s.rest_bytes / MIB, s.slot_bytes / MIB, s.activation_bytes / MIB);
+    if (s.tight_activations)
+        printf("tight: activations planned at the bytes they allocate, without torch's cache; "
+               "if VRAM runs out, lower the resolution or frames\n");
     printf("forward pass: %.1f ms predicted back to back (all resident %.1f ms, copy bound "
            "%.1f ms) at %d tokens\n",
            s.predicted_forward_ms, s.resident_forward_ms, s.copy_bound_ms, s.tokens);
