@@ -261,7 +261,7 @@ class BlockSwap:
         self._slot_views: dict[tuple[int, int], list[torch.Tensor]] = {}
         self._timer: _Timer | None = _Timer(self.device) if adaptive else None
         self._block_hooks: dict[int, list[Any]] = {}
-        self._orig_device = (self.device if source is not None else
+        self._orig_device = (source.rest_device if source is not None else
                              next((t.device for t in model.parameters()), torch.device("cpu")))
         self._offload = self._offloaded_embedders()
 
@@ -547,7 +547,11 @@ class BlockSwap:
         a call that would change their dtype or device is refused before
         anything moves; one that leaves them be (pipe.to("cuda") on a model
         swapped to cuda) applies to the rest only, where copying the
-        streamed blocks' host views to the device would defeat swapping."""
+        streamed blocks' host views to the device would defeat swapping.
+        Fallen back to unswapped (no engine, weights of its own), the model
+        takes the call whole."""
+        if self.engine is None and self.source is None:
+            return type(self.model)._apply(self.model, fn, recurse)
         block_dtypes = {s.dtype for blk in self.packing.blocks for s in blk.slots}
         for dtype in sorted(block_dtypes, key=str):
             probe = fn(torch.empty(0, dtype=dtype, device=self.device))

@@ -46,6 +46,12 @@ class LegacyBlockSwap:
                  block_attr: str | None = None, log: LogFn | None = None) -> None:
         if attached(model) is not None:
             raise ValueError("block swapping is already applied to this model: call .remove() first")
+        from .loading import file_source
+
+        if file_source(model) is not None:
+            raise ValueError("legacy block swapping moves the blocks' weights, and this model is "
+                             "file-backed (they are still in the checkpoint): use "
+                             "mode='intelligent', or load it whole first")
         _, main = find_blocks(model, block_attr)
         vace = find_vace_blocks(model)
         _range("blocks_to_swap", blocks_to_swap, 0, len(main))

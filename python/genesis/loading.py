@@ -37,6 +37,7 @@ must match.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import defaultdict
 from os import PathLike
 from typing import Any, Callable, Iterator
@@ -160,6 +161,23 @@ def file_source(model: nn.Module) -> FileSource | None:
     return getattr(model, _SOURCE_ATTR, None)
 
 
+def _refuse_unswapped(model: nn.Module, _args: Any) -> None:
+    from .blockswap import BlockSwap, attached
+
+    if file_source(model) is not None and not isinstance(attached(model), BlockSwap):
+        raise RuntimeError(
+            f"{type(model).__name__} is file-backed (its blocks are still in the checkpoint): "
+            "apply block swapping to it (genesis.blockswap.apply_block_swap), or load it "
+            "whole first (file_source(model).materialize, LoadedModel.load_whole)")
+
+
+def _file_stat(path: str) -> tuple[int, ...]:
+    """What identifies a file's contents as read (libvram's engine checks
+    the same for the blocks)."""
+    s = os.stat(path)
+    return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
+
+
 class FileSource:
     """A model's block tensors as they lie in a checkpoint (libvram's
     layout of it), attached to the model while it is file-backed
@@ -172,7 +190,10 @@ class FileSource:
         self.tensors = tensors  # file name -> vram_layout_tensor dict
         self.file_names = file_names  # (id(module), attr) -> file name
         self.rest_device = rest_device  # where the tensors outside the blocks were read
+        self._stats = {i: _file_stat(layout.file_path(i)) for i in range(layout.info()["file_count"])}
         setattr(model, _SOURCE_ATTR, self)
+        # Its blocks are placeholders (zeros): run only through block swapping.
+        self._guard = model.register_forward_pre_hook(_refuse_unswapped)
 
     def _file_name(self, mod: nn.Module, attr: str, what: str) -> str:
         name = self.file_names.get((id(mod), attr))
@@ -208,6 +229,13 @@ class FileSource:
                 if t["block"] != blk.index:
                     raise ValueError(f"{t['name']} is in libvram's block {t['block']}, the "
                                      f"model has it in block {blk.index}")
+                # The engine streams the file's bytes into these views.
+                if (_TORCH_DTYPES.get(t["dtype_name"]) != slot.dtype
+                        or tuple(int(d) for d in t["shape"]) != tuple(slot.shape)):
+                    raise ValueError(f"{slot.name} is {slot.dtype} {list(slot.shape)} in the "
+                                     f"model, {t['dtype_name']} {list(t['shape'])} in the "
+                                     "checkpoint: a file-backed model cannot be converted "
+                                     "(load it whole first)")
                 slot.offset = int(t["block_offset"])
             blk.packed_bytes = int(lb["packed_bytes"])
 
@@ -225,6 +253,9 @@ class FileSource:
         out: dict[str, torch.Tensor] = {}
         for index, group in by_file.items():
             path = self.layout.file_path(index)
+            if _file_stat(path) != self._stats[index]:
+                raise ValueError(f"model file {path} changed since its layout was read (a "
+                                 "replaced or rewritten file): load the model again")
             with safe_open(path, framework="pt", device=str(device)) as f:
                 for n in group:
                     t = f.get_tensor(n)
@@ -241,6 +272,7 @@ class FileSource:
                 slot.set(loaded[name])
         if file_source(model) is self:
             delattr(model, _SOURCE_ATTR)
+            self._guard.remove()
 
 
 def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch.device,
@@ -289,8 +321,11 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
             raise ValueError(f"{fname} is {file_dtype} in the checkpoint, which torch layers "
                              "cannot compute with; use a bf16/fp16 checkpoint, or load this "
                              "one whole with from_single_file(torch_dtype=...)")
+        # A half-precision save keeps diffusers' float32 modules in float32.
+        kept = (file_dtype == torch.float32 and dtype in (torch.float16, torch.bfloat16)
+                and _keeps_fp32(model, mname))
         if (t["block"] >= 0 and dtype is not None and file_dtype.is_floating_point
-                and file_dtype != dtype):
+                and file_dtype != dtype and not kept):
             raise ValueError(f"{fname} is {file_dtype} in the checkpoint, {dtype} was asked "
                              "for: block tensors keep the file's dtype (its bytes stream "
                              "as they are); use a checkpoint in that dtype, or dtype=None")

@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import save_file
 
 from genesis import loading
-from genesis.blockswap import BuildError, attached
+from genesis.blockswap import BuildError, apply_block_swap, attached
 from genesis.loading import load_swapped
+from genesis.modelinfo import pack_model
 from models import TinyModel, tiny
 
 diffusers = pytest.importorskip("diffusers")
@@ -184,10 +185,12 @@ def test_half_precision_checkpoint_loads_as_from_pretrained(tmp_path: Path) -> N
     back in float32, as from_pretrained(torch_dtype=bf16) has them, and
     the outputs are bit-identical to it."""
     torch.manual_seed(0)
-    folder = tmp_path / "folder"
-    wan().to(torch.bfloat16).save_pretrained(folder)
-    path = folder / "diffusion_pytorch_model.safetensors"
-    ref = diffusers.WanTransformer3DModel.from_pretrained(folder, torch_dtype=torch.bfloat16)
+    wan().save_pretrained(tmp_path / "fp32")
+    ref = diffusers.WanTransformer3DModel.from_pretrained(tmp_path / "fp32",
+                                                         torch_dtype=torch.bfloat16)
+    # Its own save keeps those modules float32, in the blocks too: accepted.
+    ref.save_pretrained(tmp_path / "bf16")
+    path = tmp_path / "bf16" / "diffusion_pytorch_model.safetensors"
     model = load_swapped(wan, path, dtype=torch.bfloat16, **LOW_RAM).eval()
     assert model.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32
     assert model.scale_shift_table.dtype == torch.float32
@@ -352,3 +355,37 @@ def test_a_checkpoint_changed_on_disk_is_refused_not_misread(tmp_path: Path,
         assert torch.equal(model(x), ref(x))
     with pytest.raises(BuildError, match="u.safetensors changed since its layout was read"):
         attached(model)._rebuild(attached(model)._replan())
+
+
+def test_a_file_backed_model_runs_only_swapped_or_whole(reference: dict[str, Any]) -> None:
+    """Its blocks are placeholders (zeros) until block swapping streams them
+    or materialize reads them: a plain forward, legacy swapping and a
+    conversion before swapping are refused with what to do."""
+    model, source = loading.open_file_backed(wan, reference["root"] / "wan.safetensors",
+                                             torch.device("cpu"))
+    assert loading.file_source(model) is source
+    with pytest.raises(RuntimeError, match="is file-backed .* apply block swapping"):
+        forward(model, reference["inputs"])
+    with pytest.raises(ValueError, match="legacy block swapping .* file-backed"):
+        apply_block_swap(model, mode="legacy", blocks_to_swap=2)
+    model.to(torch.float64)
+    with pytest.raises(ValueError, match="cannot be converted"):
+        apply_block_swap(model, **LOW_RAM)
+    model.to(torch.float32)
+    swap = apply_block_swap(model, **LOW_RAM)
+    assert torch.equal(forward(model, reference["inputs"]), reference["expected"])
+    swap.remove(reload=False)
+    assert loading.file_source(model) is source
+    source.materialize(model, pack_model(model), torch.device("cpu"))
+    assert loading.file_source(model) is None
+    assert torch.equal(forward(model, reference["inputs"]), reference["expected"])
+
+
+def test_reading_whole_refuses_a_changed_file(tmp_path: Path) -> None:
+    sd = tiny(d=256, n=4).state_dict()
+    path = tmp_path / "t.safetensors"
+    save_file(sd, str(path))
+    model, source = loading.open_file_backed(tiny_factory(), path, torch.device("cpu"))
+    save_file({k: v + 1 for k, v in sd.items()}, str(path))
+    with pytest.raises(ValueError, match="changed since its layout was read"):
+        source.materialize(model, pack_model(model), torch.device("cpu"))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..vram import VramError
 from . import tiny
 
 
@@ -138,7 +139,7 @@ def load_pipeline(spec: ModelSpec, want_i2v: bool, torch_dtype: Any = None) -> L
                 _folder_checkpoint(folder / name)
             try:
                 kwargs[name] = _file_backed(folder, name, file, dtype)
-            except ValueError as e:  # the file's dtype or names: whole, as before
+            except (ValueError, VramError) as e:  # the file's dtypes or names: whole, as before
                 whole[name] = str(e)
                 if checkpoint is not None and name == "transformer":
                     kwargs[name] = WanTransformer3DModel.from_single_file(
@@ -177,7 +178,7 @@ def _file_backed(folder: Path, name: str, file: Path | None, dtype: Any) -> Any:
     config = WanTransformer3DModel.load_config(str(folder), subfolder=name, local_files_only=True)
     model, _ = open_file_backed(lambda: WanTransformer3DModel.from_config(config), file,
                                 torch.device("cpu"), dtype=dtype)
-    return model
+    return model.eval()  # as from_pretrained gives it
 
 
 def transformer_size(model: Any) -> tuple[float, int]:
