@@ -191,6 +191,11 @@ class WanGenerator:
             plan_context=video,
             model=pipe.transformer,
         )
+        if req.vram.vram_debug_mode and req.block_swap_enabled:
+            for name in loaded.file_backed():
+                emit(f"[VRAM] {name}: 按文件加载, 块权重留在检查点中, 由 libvram 直接流式读取")
+            for name, why in loaded.whole_reasons.items():
+                emit(f"[VRAM] {name}: 整体载入内存 ({why})")
         on_gpu = self.device.startswith("cuda")
         if on_gpu:
             torch.cuda.reset_peak_memory_stats()

@@ -266,6 +266,7 @@ def test_transformer_stays_file_backed_until_an_unswapped_run(tmp_path: Path) ->
     RAM); swapped runs stream them from the file and leave it so; an
     unswapped run reads it whole, with the same video."""
     from genesis.wan.runner import GenerationRequest, WanGenerator
+    from genesis.wan.vram_setup import VramSettings
 
     gen = WanGenerator(output_dir=tmp_path, device="cpu")
     loaded = gen.model(ModelSpec("tiny"), want_i2v=False)
@@ -273,8 +274,10 @@ def test_transformer_stays_file_backed_until_an_unswapped_run(tmp_path: Path) ->
     assert loaded.file_backed() == ["transformer"] and loaded.whole_reasons == {}
     assert all(p.stride() == (0,) * p.dim() for p in blocks)  # placeholders: no memory
     req = dict(prompt="a red fox", width=64, height=64, frames=5, steps=2, seed=3)
-    swapped = gen.generate(GenerationRequest(block_swap_enabled=True, **req))
+    swapped = gen.generate(GenerationRequest(block_swap_enabled=True,
+                                             vram=VramSettings(vram_debug_mode=True), **req))
     assert swapped.metadata["file_backed"] == ["transformer"]
+    assert any("transformer: 按文件加载" in line for line in swapped.log)
     assert loaded.file_backed() == ["transformer"]
     whole = gen.generate(GenerationRequest(block_swap_enabled=False, **req))
     assert loaded.file_backed() == [] and whole.metadata["file_backed"] == []
