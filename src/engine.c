@@ -130,6 +130,10 @@ struct vram_engine {
     /* Stats. */
     bool base_live;
     void *base;
+    /* Several copy streams, paced: the latest copy's end, pauses included
+     * (issue_copy); link_used once recorded. */
+    void *link_done;
+    bool link_used;
     double t_first;
     uint64_t bytes_copied, blocks_copied, acquires, releases;
     uint64_t device_bytes, disk_bytes;
@@ -490,9 +494,18 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
         s = eng->streams[sidx];
     }
     uint64_t ti = 0;
+    bool staged = bl->tier == VRAM_TIER_DISK || bl->staged;
+    bool paced = eng->target > 0 && eng->target < 1 && eng->link_gbps > 0;
+    /* Paced copies take the link one at a time, each with its pauses, as
+     * the planner models it: copies on several streams would fill each
+     * other's pauses and use more than the share. A staged copy waits
+     * after its staging, which may still overlap another's DMA. */
+    bool link_wait = paced && eng->link_done && eng->link_used;
     int st = o->stream_wait(eng->be, s, sl->freed);
     if (st == VRAM_OK)
         st = o->stream_wait(eng->be, s, sl->copied);
+    if (st == VRAM_OK && link_wait && !staged)
+        st = o->stream_wait(eng->be, s, eng->link_done);
     if (st == VRAM_OK)
         st = tl_add(eng, compute, VRAM_EVENT_COPY, b, r, sidx, false, &ti);
     if (st != VRAM_OK)
@@ -500,7 +513,6 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     tl_entry *t = tl_at(eng, ti);
     st = o->event_record(eng->be, t->e_start, s);
     const uint8_t *src = bl->host.p;
-    bool staged = bl->tier == VRAM_TIER_DISK || bl->staged;
     int k = sidx < 0 ? 0 : sidx % (eng->nstaging ? eng->nstaging : 1);
     /* A changed model file fails this call, not only the staging later
      * (whose error would surface a call late, after this block's slot was
@@ -513,8 +525,9 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
         st = o->stream_wait(eng->be, s, eng->staging_free[k]);
         if (st == VRAM_OK)
             st = o->host_func(eng->be, s, stage_fn, &eng->jobs[b * eng->nstaging + k]);
+        if (st == VRAM_OK && link_wait)
+            st = o->stream_wait(eng->be, s, eng->link_done);
     }
-    bool paced = eng->target > 0 && eng->target < 1 && eng->link_gbps > 0;
     uint64_t chunk = paced ? pace_chunk(bl->bytes) : bl->bytes;
     /* Idle after each piece so the link is busy `target` of the time. */
     double gap = paced ? (double)chunk / (eng->link_gbps * 1e6) * (1 / eng->target - 1) : 0;
@@ -539,6 +552,10 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
     if (st == VRAM_OK && paced) {
         uint64_t last = bl->bytes % chunk ? bl->bytes % chunk : chunk;
         st = o->pace(eng->be, s, gap * (double)last / (double)chunk);
+    }
+    if (st == VRAM_OK && paced && eng->link_done) {
+        st = o->event_record(eng->be, eng->link_done, s);
+        eng->link_used = st == VRAM_OK;
     }
     if (st != VRAM_OK) {
         tl_drop(eng, ti);
@@ -636,6 +653,7 @@ void vram_engine_destroy(vram_engine *eng) {
         for (int i = 0; i < eng->npool; i++)
             be->ops->event_destroy(be, eng->pool[i]);
         be->ops->event_destroy(be, eng->base);
+        be->ops->event_destroy(be, eng->link_done);
         for (int b = 0; eng->blocks && b < eng->nblocks; b++) {
             be->ops->event_destroy(be, eng->blocks[b].read_done);
             be->ops->dev_free(be, eng->blocks[b].dev, eng->blocks[b].bytes);
@@ -906,6 +924,8 @@ static int setup_streams(vram_engine *eng) {
         return st;
     for (int i = 0; i < eng->nstreams && st == VRAM_OK; i++)
         st = o->stream_create(eng->be, &eng->streams[i]);
+    if (st == VRAM_OK && eng->nstreams > 1)
+        st = o->event_create(eng->be, false, &eng->link_done);
     return st;
 }
 
