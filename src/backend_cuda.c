@@ -12,6 +12,7 @@
 #include "backend.h"
 #include "cuda_driver.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ typedef struct cbackend {
     CUcontext ctx;
     CUmodule module;
     CUfunction spin_fn;
+    pthread_mutex_t spin_mu; /* the spin kernel loads once, on first use */
 } cbackend;
 
 #define CB(b) ((cbackend *)(b))
@@ -203,13 +205,34 @@ static int c_pace(vram_backend *b, void *stream, double ms) {
     return c_host_func(b, stream, pace_fn, (void *)(uintptr_t)(uint64_t)(ms * 1e3));
 }
 
+/* Loads the spin kernel once; callers reach it from any thread. */
+static int load_spin(cbackend *cb) {
+    pthread_mutex_lock(&cb->spin_mu);
+    int st = VRAM_OK;
+    if (!cb->spin_fn) {
+        CUmodule module = NULL;
+        CUfunction fn = NULL;
+        CUresult r = cb->cu->cuModuleLoadData(&module, spin_ptx);
+        if (r != VRAM_CUDA_SUCCESS) {
+            st = vram_cuda_fail(cb->cu, r, "cuModuleLoadData(spin kernel)");
+        } else if ((r = cb->cu->cuModuleGetFunction(&fn, module, "vram_spin")) !=
+                   VRAM_CUDA_SUCCESS) {
+            st = vram_cuda_fail(cb->cu, r, "cuModuleGetFunction(vram_spin)");
+            cb->cu->cuModuleUnload(module);
+        } else {
+            cb->module = module;
+            cb->spin_fn = fn;
+        }
+    }
+    pthread_mutex_unlock(&cb->spin_mu);
+    return st;
+}
+
 static int c_spin(vram_backend *b, void *stream, double ms) {
     cbackend *cb = CB(b);
-    if (!cb->spin_fn) {
-        CU_CALL(cb, cuModuleLoadData(&cb->module, spin_ptx), "cuModuleLoadData(spin kernel)");
-        CU_CALL(cb, cuModuleGetFunction(&cb->spin_fn, cb->module, "vram_spin"),
-                "cuModuleGetFunction(vram_spin)");
-    }
+    int st = load_spin(cb);
+    if (st)
+        return st;
     uint64_t ns = ms > 0 ? (uint64_t)(ms * 1e6) : 0;
     void *params[] = {&ns};
     CU_CALL(cb, cuLaunchKernel(cb->spin_fn, 1, 1, 1, 1, 1, 1, 0, stream, params, NULL),
@@ -231,6 +254,7 @@ static void c_destroy(vram_backend *b) {
     } else if (cb->ctx) {
         cb->cu->cuDevicePrimaryCtxRelease(cb->dev);
     }
+    pthread_mutex_destroy(&cb->spin_mu);
     free(cb);
 }
 
@@ -276,6 +300,7 @@ int vram_backend_cuda_open(int device, vram_backend **out) {
     if (!cb)
         return vram_fail(VRAM_E_NOMEM, "CUDA backend");
     cb->cu = cu;
+    pthread_mutex_init(&cb->spin_mu, NULL);
     cb->base.ops = &cuda_ops;
     cb->base.kind = VRAM_BACKEND_CUDA;
     int st = VRAM_OK;
