@@ -323,11 +323,10 @@ static void test_no_cuda_driver(void) {
     fixture_free(&f);
 }
 
-/* With the probe tests' fake libcuda (built beside this program), which
- * has a device but fails every call the engine makes: a clear driver error
- * from the CUDA backend, AUTO falls back to the host. In a child process:
- * the driver loads once per process. */
-static void test_fake_driver(void) {
+/* Runs `body` in a child process against the probe tests' fake libcuda
+ * (built beside this program; the case is skipped with a note when it is
+ * not there): the driver loads once per process. */
+static void with_fake_driver(void (*body)(const char *lib)) {
     char exe[4096], lib[4200];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (len <= 0)
@@ -341,99 +340,90 @@ static void test_fake_driver(void) {
     pid_t pid = fork();
     if (pid == 0) {
         setenv("VRAM_CUDA_LIBRARY", lib, 1);
-        fixture f;
-        CHECK_OK(fixture_make(&f));
-        vram_engine_options eo = opts();
-        eo.backend = VRAM_BACKEND_CUDA;
-        vram_engine *eng = NULL;
-        CHECK_INT(vram_engine_create(f.plan, f.layout, &eo, &eng), VRAM_E_DRIVER);
-        CHECK(strstr(vram_last_error(), "cuDevicePrimaryCtxRetain") != NULL);
-        vram_bandwidth_result r = {.size = sizeof r};
-        CHECK_INT(vram_bench_bandwidth(VRAM_BACKEND_CUDA, 0, 1 << 20, 1, &r), VRAM_E_DRIVER);
-        eo.backend = VRAM_BACKEND_AUTO;
-        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
-        if (eng) {
-            CHECK_OK(run(eng, f.n));
-            vram_engine_destroy(eng);
-        }
-        fixture_free(&f);
+        body(lib);
         fflush(stderr);
         _exit(check_failures ? 1 : 0);
     }
     int status = 0;
     CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* The fake libcuda has a device but fails every call the engine makes: a
+ * clear driver error from the CUDA backend, AUTO falls back to the host. */
+static void fake_driver_fails(const char *lib) {
+    (void)lib;
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    vram_engine_options eo = opts();
+    eo.backend = VRAM_BACKEND_CUDA;
+    vram_engine *eng = NULL;
+    CHECK_INT(vram_engine_create(f.plan, f.layout, &eo, &eng), VRAM_E_DRIVER);
+    CHECK(strstr(vram_last_error(), "cuDevicePrimaryCtxRetain") != NULL);
+    vram_bandwidth_result r = {.size = sizeof r};
+    CHECK_INT(vram_bench_bandwidth(VRAM_BACKEND_CUDA, 0, 1 << 20, 1, &r), VRAM_E_DRIVER);
+    eo.backend = VRAM_BACKEND_AUTO;
+    CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+    if (eng) {
+        CHECK_OK(run(eng, f.n));
+        vram_engine_destroy(eng);
+    }
+    fixture_free(&f);
 }
 
 /* The CUDA backend on the fake driver's working mode (synchronous, per-
  * thread current contexts): the bytes come through, and every call gives
  * the calling thread back the context it had, as a PyTorch thread working
  * on another device (or on none yet) counts on; destroy drops the primary
- * context reference it took. In a child process, as above. */
-static void test_cuda_context_given_back(void) {
-    char exe[4096], lib[4200];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len <= 0)
+ * context reference it took. */
+static void cuda_context_given_back(const char *lib) {
+    setenv("FAKE_CUDA_ENGINE", "1", 1);
+    setenv("FAKE_CUDA_DEVICES", "2", 1);
+    void *fake = dlopen(lib, RTLD_NOW);
+    int (*current)(void) = fake ? (int (*)(void))dlsym(fake, "fake_cuda_current") : NULL;
+    void (*set_current)(int) = fake ? (void (*)(int))dlsym(fake, "fake_cuda_set_current") : NULL;
+    int (*refs)(int) = fake ? (int (*)(int))dlsym(fake, "fake_cuda_refs") : NULL;
+    int (*without)(void) =
+        fake ? (int (*)(void))dlsym(fake, "fake_cuda_calls_without_context") : NULL;
+    CHECK(current && set_current && refs && without);
+    if (!current || !set_current || !refs || !without)
         return;
-    exe[len] = 0;
-    snprintf(lib, sizeof lib, "%s/libfake_cuda.so", dirname(exe));
-    if (access(lib, R_OK) != 0)
-        return;
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("VRAM_CUDA_LIBRARY", lib, 1);
-        setenv("FAKE_CUDA_ENGINE", "1", 1);
-        setenv("FAKE_CUDA_DEVICES", "2", 1);
-        void *fake = dlopen(lib, RTLD_NOW);
-        int (*current)(void) = fake ? (int (*)(void))dlsym(fake, "fake_cuda_current") : NULL;
-        void (*set_current)(int) = fake ? (void (*)(int))dlsym(fake, "fake_cuda_set_current") : NULL;
-        int (*refs)(int) = fake ? (int (*)(int))dlsym(fake, "fake_cuda_refs") : NULL;
-        int (*without)(void) =
-            fake ? (int (*)(void))dlsym(fake, "fake_cuda_calls_without_context") : NULL;
-        CHECK(current && set_current && refs && without);
-        if (!current || !set_current || !refs || !without)
-            _exit(1);
-        fixture f;
-        CHECK_OK(fixture_make(&f));
-        const int theirs[] = {-2, -1}; /* a runtime's context, then none */
-        for (int k = 0; k < 2; k++) {
-            set_current(theirs[k]);
-            vram_engine_options eo = opts();
-            eo.backend = VRAM_BACKEND_CUDA;
-            eo.device = 1;
-            vram_engine *eng = NULL;
-            CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+    fixture f;
+    CHECK_OK(fixture_make(&f));
+    const int theirs[] = {-2, -1}; /* a runtime's context, then none */
+    for (int k = 0; k < 2; k++) {
+        set_current(theirs[k]);
+        vram_engine_options eo = opts();
+        eo.backend = VRAM_BACKEND_CUDA;
+        eo.device = 1;
+        vram_engine *eng = NULL;
+        CHECK_OK(vram_engine_create(f.plan, f.layout, &eo, &eng));
+        CHECK_INT(current(), theirs[k]);
+        CHECK_INT(refs(1), 1);
+        if (eng) {
+            CHECK_OK(run(eng, f.n));
             CHECK_INT(current(), theirs[k]);
-            CHECK_INT(refs(1), 1);
-            if (eng) {
-                CHECK_OK(run(eng, f.n));
-                CHECK_INT(current(), theirs[k]);
-                vram_engine_stats st = {.size = sizeof st};
-                CHECK_OK(vram_engine_get_stats(eng, &st));
-                CHECK(st.backend == VRAM_BACKEND_CUDA && st.blocks_copied >= 6);
-                CHECK_INT(current(), theirs[k]);
-                vram_engine_destroy(eng);
-            }
+            vram_engine_stats st = {.size = sizeof st};
+            CHECK_OK(vram_engine_get_stats(eng, &st));
+            CHECK(st.backend == VRAM_BACKEND_CUDA && st.blocks_copied >= 6);
             CHECK_INT(current(), theirs[k]);
-            CHECK_INT(refs(1), 0);
-            vram_bandwidth_result r = {.size = sizeof r};
-            CHECK_OK(vram_bench_bandwidth(VRAM_BACKEND_CUDA, 1, 1 << 16, 2, &r));
-            CHECK_INT(current(), theirs[k]);
-            CHECK_INT(refs(1), 0);
+            vram_engine_destroy(eng);
         }
-        CHECK_INT(without(), 0);
-        fixture_free(&f);
-        fflush(stderr);
-        _exit(check_failures ? 1 : 0);
+        CHECK_INT(current(), theirs[k]);
+        CHECK_INT(refs(1), 0);
+        vram_bandwidth_result r = {.size = sizeof r};
+        CHECK_OK(vram_bench_bandwidth(VRAM_BACKEND_CUDA, 1, 1 << 16, 2, &r));
+        CHECK_INT(current(), theirs[k]);
+        CHECK_INT(refs(1), 0);
     }
-    int status = 0;
-    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_INT(without(), 0);
+    fixture_free(&f);
 }
 
 int main(void) {
-    test_fake_driver(); /* forks: before any thread exists */
-    test_cuda_context_given_back();
+    /* These fork: before any thread exists. */
+    with_fake_driver(fake_driver_fails);
+    with_fake_driver(cuda_context_given_back);
     /* A driver that is not there, before anything loads one. */
     setenv("VRAM_CUDA_LIBRARY", "/nonexistent/libcuda.so.1", 1);
     test_fail_alloc_each();
