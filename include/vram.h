@@ -355,6 +355,11 @@ VRAM_API int vram_layout_tensor(const vram_layout *layout, int index, vram_tenso
  * "model.diffusion_model." prefix), or VRAM_E_NOT_FOUND. */
 VRAM_API int vram_layout_find_tensor(const vram_layout *layout, const char *name);
 VRAM_API const char *vram_layout_file_path(const vram_layout *layout, int file_index);
+/* VRAM_OK when model file `file_index` is still the file its header was read
+ * from (device, inode, size, mtime, ctime: the engine checks the same);
+ * VRAM_E_STATE naming it when it changed since, VRAM_E_IO when it cannot
+ * be looked at, VRAM_E_RANGE for no such file. */
+VRAM_API int vram_layout_check_file(const vram_layout *layout, int file_index);
 /* JSON description (info, blocks, optionally tensors); free with vram_free. */
 VRAM_API int vram_layout_json(const vram_layout *layout, bool with_tensors, char **out);
 

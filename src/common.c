@@ -204,7 +204,15 @@ int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *wha
     return VRAM_OK;
 }
 
-int vram_open_regular(const char *path, int *fd, uint64_t *size) {
+static vram_file_id file_id_of(const struct stat *s) {
+    return (vram_file_id){.dev = (uint64_t)s->st_dev,
+                          .ino = (uint64_t)s->st_ino,
+                          .size = (uint64_t)s->st_size,
+                          .mtime_ns = (int64_t)s->st_mtim.tv_sec * 1000000000 + s->st_mtim.tv_nsec,
+                          .ctime_ns = (int64_t)s->st_ctim.tv_sec * 1000000000 + s->st_ctim.tv_nsec};
+}
+
+int vram_open_regular(const char *path, int *fd, vram_file_id *id) {
     *fd = open(path, O_RDONLY | O_CLOEXEC);
     if (*fd < 0)
         return vram_fail(errno == ENOENT ? VRAM_E_NOT_FOUND : VRAM_E_IO, "%s: cannot open: %s", path,
@@ -215,33 +223,30 @@ int vram_open_regular(const char *path, int *fd, uint64_t *size) {
         *fd = -1;
         return vram_fail(VRAM_E_IO, "%s: not a regular file", path);
     }
-    *size = (uint64_t)s.st_size;
+    *id = file_id_of(&s);
     return VRAM_OK;
 }
 
-bool vram_file_id_of(int fd, vram_file_id *id) {
+int vram_file_check(int fd, const char *path, const vram_file_id *then) {
     struct stat s;
-    if (fstat(fd, &s) != 0)
-        return false;
-    *id = (vram_file_id){.dev = (uint64_t)s.st_dev,
-                         .ino = (uint64_t)s.st_ino,
-                         .size = (uint64_t)s.st_size,
-                         .mtime_ns = (int64_t)s.st_mtim.tv_sec * 1000000000 + s.st_mtim.tv_nsec,
-                         .ctime_ns = (int64_t)s.st_ctim.tv_sec * 1000000000 + s.st_ctim.tv_nsec};
-    return true;
-}
-
-bool vram_file_id_same(const vram_file_id *a, const vram_file_id *b) {
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
+    int st = fd >= 0 ? fstat(fd, &s) : stat(path, &s);
+    if (st != 0)
+        return vram_fail(VRAM_E_IO, "model file %s: %s", path, strerror(errno));
+    vram_file_id now = file_id_of(&s);
+    if (now.dev != then->dev || now.ino != then->ino || now.size != then->size ||
+        now.mtime_ns != then->mtime_ns || now.ctime_ns != then->ctime_ns)
+        return vram_fail(VRAM_E_STATE, "model file %s changed since its layout was read (a "
+                         "replaced or rewritten file): open its layout again", path);
+    return VRAM_OK;
 }
 
 int vram_read_file(const char *path, size_t max, char **text, size_t *len) {
     int fd;
-    uint64_t size;
-    int st = vram_open_regular(path, &fd, &size);
+    vram_file_id id;
+    int st = vram_open_regular(path, &fd, &id);
     if (st)
         return st;
+    uint64_t size = id.size;
     if (size > max) {
         close(fd);
         return vram_fail(VRAM_E_FORMAT, "%s: %llu bytes, above the %.0f MiB limit", path,

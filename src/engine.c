@@ -204,15 +204,7 @@ static int pwrite_full(int fd, const void *src, uint64_t n, uint64_t off) {
 /* Model file f is still the one its layout was read from: its offsets
  * hold. */
 static int check_file(vram_engine *eng, int f) {
-    vram_file_id now;
-    if (!vram_file_id_of(eng->fds[f], &now))
-        return vram_fail(VRAM_E_IO, "model file %s: fstat: %s", eng->file_paths[f],
-                         strerror(errno));
-    if (!vram_file_id_same(&now, &eng->file_ids[f]))
-        return vram_fail(VRAM_E_STATE, "model file %s changed since its layout was read (a "
-                         "replaced or rewritten file): open its layout again",
-                         eng->file_paths[f]);
-    return VRAM_OK;
+    return vram_file_check(eng->fds[f], eng->file_paths[f], &eng->file_ids[f]);
 }
 
 /* check_file for each model file a block's tensors lie in (they come

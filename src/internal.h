@@ -86,21 +86,23 @@ struct cJSON *vram_json_parse(const char *text, size_t len, const char **end);
  * VRAM_E_IO naming `what` and the offset otherwise. */
 int vram_pread_full(int fd, void *dst, uint64_t n, uint64_t off, const char *what);
 
-/* Opens a regular file read-only: VRAM_E_NOT_FOUND when it is missing,
- * VRAM_E_IO when it cannot be opened or is not a regular file. */
-int vram_open_regular(const char *path, int *fd, uint64_t *size);
-
 /* A file's identity as its header was read: a layout keeps one per model
- * file and the engine refuses a file that no longer matches, where a
- * replaced or rewritten checkpoint would stream other bytes from the old
- * offsets. */
+ * file, and the engine and the layout's readers refuse a file that no
+ * longer matches, where a replaced or rewritten checkpoint would give
+ * other bytes at the old offsets. */
 typedef struct vram_file_id {
     uint64_t dev, ino, size;
     int64_t mtime_ns, ctime_ns; /* ctime: a rewrite that puts mtime back (cp -p) */
 } vram_file_id;
-/* fstat of fd into *id; false when fstat fails. */
-bool vram_file_id_of(int fd, vram_file_id *id);
-bool vram_file_id_same(const vram_file_id *a, const vram_file_id *b);
+
+/* Opens a regular file read-only, with its identity (size included):
+ * VRAM_E_NOT_FOUND when it is missing, VRAM_E_IO when it cannot be opened
+ * or is not a regular file. */
+int vram_open_regular(const char *path, int *fd, vram_file_id *id);
+/* The model file (open as fd, or by path when fd < 0) against its
+ * identity then: VRAM_E_STATE naming it when it changed, VRAM_E_IO when it
+ * cannot be looked at. */
+int vram_file_check(int fd, const char *path, const vram_file_id *then);
 /* The identity of a layout's file `file_index` (NULL: none recorded). */
 const vram_file_id *vram_layout_file_id(const vram_layout *L, int file_index);
 /* Reads a regular file of at most `max` bytes whole, NUL-terminated (free

@@ -71,6 +71,15 @@ int layout_add_file(vram_layout *L, const char *path, int *index) {
     return VRAM_OK;
 }
 
+int vram_layout_check_file(const vram_layout *L, int file_index) {
+    if (!L)
+        return vram_fail(VRAM_E_INVALID, "vram_layout_check_file: layout is NULL");
+    if (file_index < 0 || file_index >= L->info.file_count)
+        return vram_fail(VRAM_E_RANGE, "file %d, the layout has %d", file_index,
+                         L->info.file_count);
+    return vram_file_check(-1, L->files[file_index], &L->file_ids[file_index]);
+}
+
 const vram_file_id *vram_layout_file_id(const vram_layout *L, int file_index) {
     if (!L || file_index < 0 || file_index >= L->info.file_count)
         return NULL;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 #include <unistd.h>
 
 #define MAX_EXACT_JSON_INT 9007199254740992.0 /* 2^53: doubles are exact below */
@@ -196,15 +195,11 @@ static uint64_t read_le64(const unsigned char *p) {
 /* Reads one safetensors file's header into L as file `file_index`. */
 static int read_safetensors(vram_layout *L, const char *path, int file_index) {
     int fd;
-    uint64_t size;
     /* The name the engine will open (absolute), `path` in messages. */
-    int st = vram_open_regular(L->files[file_index], &fd, &size);
+    int st = vram_open_regular(L->files[file_index], &fd, &L->file_ids[file_index]);
     if (st)
         return st;
-    if (!vram_file_id_of(fd, &L->file_ids[file_index])) {
-        close(fd);
-        return vram_fail(VRAM_E_IO, "%s: fstat: %s", path, strerror(errno));
-    }
+    uint64_t size = L->file_ids[file_index].size;
     unsigned char len8[8];
     char *json = NULL;
     uint64_t n = 0;

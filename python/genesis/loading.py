@@ -37,7 +37,6 @@ must match.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import defaultdict
 from os import PathLike
 from typing import Any, Callable, Iterator
@@ -171,13 +170,6 @@ def _refuse_unswapped(model: nn.Module, _args: Any) -> None:
             "whole first (file_source(model).materialize, LoadedModel.load_whole)")
 
 
-def _file_stat(path: str) -> tuple[int, ...]:
-    """What identifies a file's contents as read (libvram's engine checks
-    the same for the blocks)."""
-    s = os.stat(path)
-    return (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns)
-
-
 class FileSource:
     """A model's block tensors as they lie in a checkpoint (libvram's
     layout of it), attached to the model while it is file-backed
@@ -190,7 +182,6 @@ class FileSource:
         self.tensors = tensors  # file name -> vram_layout_tensor dict
         self.file_names = file_names  # (id(module), attr) -> file name
         self.rest_device = rest_device  # where the tensors outside the blocks were read
-        self._stats = {i: _file_stat(layout.file_path(i)) for i in range(layout.info()["file_count"])}
         setattr(model, _SOURCE_ATTR, self)
         # Its blocks are placeholders (zeros): run only through block swapping.
         self._guard = model.register_forward_pre_hook(_refuse_unswapped)
@@ -253,9 +244,7 @@ class FileSource:
         out: dict[str, torch.Tensor] = {}
         for index, group in by_file.items():
             path = self.layout.file_path(index)
-            if _file_stat(path) != self._stats[index]:
-                raise ValueError(f"model file {path} changed since its layout was read (a "
-                                 "replaced or rewritten file): load the model again")
+            self.layout.check_file(index)  # as libvram read its header
             with safe_open(path, framework="pt", device=str(device)) as f:
                 for n in group:
                     t = f.get_tensor(n)

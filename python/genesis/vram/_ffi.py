@@ -461,6 +461,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "vram_layout_tensor": (c_int, [_P, c_int, POINTER(TensorInfo)]),
     "vram_layout_find_tensor": (c_int, [_P, c_char_p]),
     "vram_layout_file_path": (c_char_p, [_P, c_int]),
+    "vram_layout_check_file": (c_int, [_P, c_int]),
     "vram_layout_json": (c_int, [_P, c_bool, POINTER(c_void_p)]),
     "vram_plan_options_init": (None, [POINTER(PlanOptions)]),
     "vram_plan_options_validate": (c_int, [POINTER(PlanOptions)]),

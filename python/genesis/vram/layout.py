@@ -114,6 +114,11 @@ class Layout(Handle):
         p = _ffi.lib.vram_layout_file_path(self.handle, index)
         return p.decode() if p else None
 
+    def check_file(self, index: int) -> None:
+        """StateError when model file `index` changed since its header was
+        read (the engine checks the same before its reads)."""
+        check(_ffi.lib.vram_layout_check_file(self.handle, index), "vram_layout_check_file")
+
     def json(self, with_tensors: bool = False) -> dict[str, Any]:
         out = ctypes.c_void_p()
         check(_ffi.lib.vram_layout_json(self.handle, with_tensors, ctypes.byref(out)),
