@@ -131,9 +131,8 @@ struct vram_engine {
     bool base_live;
     void *base;
     /* Several copy streams, paced: the latest copy's end, pauses included
-     * (issue_copy); link_used once recorded. */
+     * (issue_copy; a wait on it before its first record passes at once). */
     void *link_done;
-    bool link_used;
     double t_first;
     uint64_t bytes_copied, blocks_copied, acquires, releases;
     uint64_t device_bytes, disk_bytes;
@@ -492,7 +491,7 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
      * the planner models it: copies on several streams would fill each
      * other's pauses and use more than the share. A staged copy waits
      * after its staging, which may still overlap another's DMA. */
-    bool link_wait = paced && eng->link_done && eng->link_used;
+    bool link_wait = paced && eng->link_done;
     int st = o->stream_wait(eng->be, s, sl->freed);
     if (st == VRAM_OK)
         st = o->stream_wait(eng->be, s, sl->copied);
@@ -545,10 +544,8 @@ static int issue_copy(vram_engine *eng, int b, int r, void *compute) {
         uint64_t last = bl->bytes % chunk ? bl->bytes % chunk : chunk;
         st = o->pace(eng->be, s, gap * (double)last / (double)chunk);
     }
-    if (st == VRAM_OK && paced && eng->link_done) {
+    if (st == VRAM_OK && link_wait)
         st = o->event_record(eng->be, eng->link_done, s);
-        eng->link_used = st == VRAM_OK;
-    }
     if (st != VRAM_OK) {
         tl_drop(eng, ti);
         return st;
