@@ -242,17 +242,17 @@ static int c_spin(vram_backend *b, void *stream, double ms) {
 
 static void c_destroy(vram_backend *b) {
     cbackend *cb = CB(b);
-    void *prev;
-    if (cb->ctx && c_enter(b, &prev) == VRAM_OK) {
-        if (cb->module)
+    if (cb->ctx) {
+        void *prev;
+        bool entered = c_enter(b, &prev) == VRAM_OK;
+        if (entered && cb->module)
             cb->cu->cuModuleUnload(cb->module);
         /* Released last, the context is reset but stays current: the
          * thread gets its own back (ours only when it was its own before,
          * as PyTorch's on the same device is). */
         cb->cu->cuDevicePrimaryCtxRelease(cb->dev);
-        c_leave(b, prev);
-    } else if (cb->ctx) {
-        cb->cu->cuDevicePrimaryCtxRelease(cb->dev);
+        if (entered)
+            c_leave(b, prev);
     }
     pthread_mutex_destroy(&cb->spin_mu);
     free(cb);
