@@ -727,10 +727,16 @@ static int fill_summary(planner *p, vram_plan *plan, const vram_gpu_info *gi, co
     return VRAM_OK;
 }
 
-/* The streamed counts and their choice: the user's in manual mode with a
- * block count, else the smallest count that fits. */
+/* Manual mode with a block count: the user's count stands (0 is the
+ * automatic count). */
+static bool counted(const vram_plan_options *o) {
+    return !o->auto_hardware_tuning && o->blocks_to_swap > 0;
+}
+
+/* The streamed counts and their choice: the user's when counted, else the
+ * smallest count that fits. */
 static int select_blocks(planner *p, int count_vace, double share, choice *ch, int *count_main) {
-    if (!p->o->auto_hardware_tuning && p->o->blocks_to_swap > 0) {
+    if (counted(p->o)) {
         *count_main = p->o->blocks_to_swap;
         *ch = best_arrangement(p, *count_main, count_vace, false, share);
         return ch->found ? VRAM_OK : explain_no_fit(p, *count_main, count_vace, true);
@@ -763,8 +769,7 @@ static int plan_blocks(planner *p, vram_plan *plan, const vram_gpu_info *gi, dou
         snprintf(why, sizeof why, "%s", vram_last_error());
         choice more;
         int more_count;
-        bool counted = !o->auto_hardware_tuning && o->blocks_to_swap > 0;
-        if (!counted || search_count(p, count_vace, true, share, &more, &more_count) != VRAM_OK) {
+        if (!counted(o) || search_count(p, count_vace, true, share, &more, &more_count) != VRAM_OK) {
             uint64_t with_cache = p->act;
             p->act = p->act_allocated;
             p->tight = true;
