@@ -44,6 +44,12 @@ A file-backed model (genesis.loading) cannot run unswapped without loading
 the whole file, so it gets a fresh engine from the file instead, once per
 forward.
 
+Turns: park() frees the GPU and the pinned memory between a model's turns
+(Wan2.2's two experts denoise one after the other); unpark() or the next
+forward builds the engine again for the same plan. apply_block_swap(...,
+parked=True) plans now and builds at the first turn, so models that take
+turns can each plan for the whole GPU (genesis.phases parks the others).
+
 live_swaps() lists the BlockSwaps whose engine is alive (leak checks: a
 cancelled generation must leave none).
 """
@@ -197,8 +203,8 @@ class BlockSwap:
                  dram_mb: float | None = None, hardware: HardwareSnapshot | None = None,
                  adaptive: bool = True,
                  max_oom_retries: int = 4, vram_debug_mode: bool = False,
-                 log: LogFn | None = None, engine_options: dict[str, Any] | None = None
-                 ) -> None:
+                 log: LogFn | None = None, engine_options: dict[str, Any] | None = None,
+                 parked: bool = False) -> None:
         if attached(model) is not None:
             raise ValueError("block swapping is already applied to this model: call .remove() first")
         self.model = model
@@ -213,6 +219,7 @@ class BlockSwap:
         self.log: LogFn = log or print
         self.engine_options = dict(engine_options or {})
         self.active = False  # the engine runs the blocks
+        self.parked = False  # off the GPU until unpark() or the next forward (see park)
         self.forwards = 0
         self.oom_retries = 0
         self.engine_builds = 0
@@ -223,6 +230,10 @@ class BlockSwap:
         self.engine_errors = 0
         self._broken = ""  # weights lost (see _materialize): every forward raises
         self._held: set[int] = set()  # streamed blocks acquired by a pre-hook, not yet released
+        # What engines destroyed since gave: bytes copied, and the last one's
+        # stats and timeline (a parked swap still reports its run).
+        self._bytes_retired = 0
+        self._retired: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
         self._lock = threading.RLock()  # one forward at a time: the slots are shared
 
         # Everything that can fail on bad input happens before the model is touched.
@@ -267,8 +278,12 @@ class BlockSwap:
 
         if self.debug:
             self.log(self.plan.explain("zh"))
-        self._build_engine(self.plan)
-        self._move_rest(self.device)
+        if parked:  # planned now, built when its turn comes (see park)
+            self.parked = True
+            self._move_rest(torch.device("cpu"))
+        else:
+            self._build_engine(self.plan)
+            self._move_rest(self.device)
         self._sync_hooks()
         self._orig_forward = model.forward
         self._instance_forward = model.__dict__.get("forward")  # a wrapper someone installed
@@ -446,6 +461,12 @@ class BlockSwap:
         if engine is None:
             return
         try:
+            stats = engine.stats()
+            self._retired = (stats, engine.timeline())
+            self._bytes_retired += int(stats["bytes_copied"])
+        except VramError:
+            pass  # a failing engine: its numbers are lost with it
+        try:
             self._materialize()
         finally:
             engine.destroy()
@@ -494,6 +515,10 @@ class BlockSwap:
         self.fallback_reason = reason
         self._warn(f"genesis block swap: {reason}; running the model unswapped")
         self.active = False
+        self._whole_to_device()
+
+    def _whole_to_device(self) -> None:
+        """Fallen back to unswapped: the whole model on the device, if it fits."""
         if self.device.type == "cuda":
             try:
                 self.model.to(self.device)
@@ -550,7 +575,7 @@ class BlockSwap:
         streamed blocks' host views to the device would defeat swapping.
         Fallen back to unswapped (no engine, weights of its own), the model
         takes the call whole."""
-        if self.engine is None and self.source is None:
+        if self.engine is None and self.source is None and not self.parked:
             return type(self.model)._apply(self.model, fn, recurse)
         block_dtypes = {s.dtype for blk in self.packing.blocks for s in blk.slots}
         for dtype in sorted(block_dtypes, key=str):
@@ -646,6 +671,7 @@ class BlockSwap:
     def _forward_locked(self, *args: Any, **kwargs: Any) -> Any:
         if self._broken:
             raise RuntimeError(self._broken)
+        self.unpark()
         self._embedders_to(self.device)
         engine_errors = 0
         try:
@@ -726,6 +752,49 @@ class BlockSwap:
 
     # ---- public ---------------------------------------------------------
 
+    def park(self) -> None:
+        """Takes the model off the GPU between its turns (Wan2.2's experts
+        denoise one after the other; genesis.phases parks the one not
+        running): the engine goes, with its device memory and pinned
+        regions; the blocks' weights go back into torch tensors on the CPU
+        (a file-backed model's stay in the model file, as placeholders); the
+        rest moves to the CPU. The plan stays: unpark(), or the next
+        forward, builds the engine for it again. A swap that fell back to
+        running unswapped moves the whole model to the CPU."""
+        with self._lock:
+            if self.parked or attached(self.model) is not self:
+                return
+            if self.engine is not None:
+                self.engine.synchronize()  # no copy may still read a region
+                try:
+                    self._destroy_engine()
+                finally:
+                    self._sync_hooks()
+            elif self.source is None:  # unswapped after a fallback: all of it moves
+                self.model.to("cpu")
+            self._move_rest(torch.device("cpu"))
+            self.parked = True
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def unpark(self) -> None:
+        """Puts a parked model back on the GPU: the engine is built for the
+        plan again (a file-backed model reads its blocks from the file).
+        On failure the swap stays parked and the error is raised (a model
+        that is not file-backed falls back to running unswapped, as when
+        it was first applied)."""
+        with self._lock:
+            if not self.parked:
+                return
+            if self.fallback_reason:
+                self.parked = False
+                self._whole_to_device()
+                return
+            self._build_engine(self.plan)
+            self.parked = False
+            self._move_rest(self.device)
+            self._sync_hooks()
+
     @property
     def streamed_blocks(self) -> list[int]:
         return sorted(self._streamed)
@@ -735,6 +804,7 @@ class BlockSwap:
         timeline (list of dicts) and what the adaptive loop did."""
         out: dict[str, Any] = {
             "active": self.active,
+            "parked": self.parked,
             "fallback_reason": self.fallback_reason,
             "backend": self.backend,
             "device": str(self.device),
@@ -753,23 +823,31 @@ class BlockSwap:
             "embedder_moves": self.embedder_moves,
             "offloaded_embedders": len(self._offload),
         }
+        out["engine"] = self._engine_stats()
         if self.engine is not None:
-            out["engine"] = self.engine.stats()
             out["timeline"] = self.engine.timeline()
         else:
-            out["engine"], out["timeline"] = None, []
+            out["timeline"] = list(self._retired[1]) if self.parked and self._retired else []
         return out
+
+    def _engine_stats(self) -> dict[str, Any] | None:
+        """The engine's stats; parked, the last engine's before parking."""
+        if self.engine is not None:
+            return self.engine.stats()
+        return self._retired[0] if self.parked and self._retired else None
 
     def report(self) -> dict[str, Any]:
         """The numbers a run's metadata shows: predicted vs streamed."""
         s = self.plan.summary()
-        e = self.engine.stats() if self.engine is not None else {}
+        e = self._engine_stats() or {}
+        live = e["bytes_copied"] if self.engine is not None else 0
         return {
             "plan": s,
             "predicted_step_ms": s["predicted_step_ms"],
             "predicted_forward_ms": s["predicted_forward_ms"],
             "measured_block_ms": self.measured_block_ms,
-            "bytes_streamed": e.get("bytes_copied", 0),
+            # every engine's since apply (a re-plan or parking replaces it)
+            "bytes_streamed": self._bytes_retired + live,
             "overlap_ratio": e.get("overlap_ratio"),
             "streamed_count": s["streamed_count"],
             "resident_count": s["resident_count"],
@@ -786,6 +864,7 @@ class BlockSwap:
         if attached(self.model) is not self:
             return
         self._timer = None
+        self.parked = False
         if self.engine is not None:
             try:
                 self.engine.synchronize()
@@ -827,7 +906,8 @@ def apply_block_swap(model: nn.Module, mode: str = "intelligent", **args: Any) -
       vace_blocks_to_swap, vram_debug_mode; the video size (width, height,
       frames, text_tokens, passes_per_step); block_attr, device, backend,
       gpu / vram_mb (simulate), hardware (a generation's
-      genesis.planning.HardwareSnapshot), adaptive, log.
+      genesis.planning.HardwareSnapshot), adaptive, log, parked (plan
+      now, build the engine at the first forward or unpark()).
     mode="legacy": kijai's WanVideoBlockSwap (genesis.legacy_blockswap).
 
     Bad arguments raise ValueError naming the argument and its range, and

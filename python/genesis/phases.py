@@ -11,8 +11,12 @@ The decision is libvram's: each component is one block of a layout (a
 block-swapped transformer counts with its planned GPU footprint: resident
 blocks + rest + slots), planned against the GPU with auto tuning; when the
 plan streams nothing they stay together on the GPU, otherwise each phase
-moves its component in and the others out. Components under block swapping
-are never moved: their engine places them.
+moves its component in and the others out. A block-swapped component moves
+by parking: out, its engine is freed (BlockSwap.park); in, it is built again
+for its plan (unpark). So Wan2.2's swapped experts, each planned for the
+whole GPU, take turns instead of the second streaming around the first.
+Components under legacy block swapping are never moved: their hooks place
+the blocks.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from torch import nn
 
 from .blockswap import attached
 from .devices import resolve_device
-from .modelinfo import module_bytes
+from .modelinfo import model_dim, module_bytes
 from .planning import HardwareSnapshot
 from .vram import DoesNotFit, Layout, Plan
 
@@ -49,10 +53,16 @@ def _footprint(module: nn.Module) -> int:
     """GPU bytes the component needs while it runs."""
     swap = attached(module)
     plan = getattr(swap, "plan", None)
-    if plan is not None and getattr(swap, "active", False):
+    if plan is not None and (swap.active or swap.parked):
         s = plan.summary()
         return int(s["resident_bytes"] + s["rest_bytes"] + s["slot_bytes"])
     return module_bytes(module)
+
+
+def _fixed(module: nn.Module) -> bool:
+    """Placed by a swap that cannot be parked (legacy block swapping)."""
+    swap = attached(module)
+    return swap is not None and not hasattr(swap, "park")
 
 
 class Phases:
@@ -76,9 +86,14 @@ class Phases:
         # hardware: a generation's snapshot, used when taken for this gpu /
         # vram_mb / device (else a fresh probe).
         snapshot = HardwareSnapshot.reuse(hardware, gpu, vram_mb, self.device.index or 0)
+        # The activations the plan leaves room for are the transformer's:
+        # its width, not one libvram would guess from a component's size
+        # (an 11 GB text encoder as a block reads as a 4x wider model).
+        dim = next((model_dim(self.components[n]) for n in EXPERTS if n in self.components), 0)
+
         def fits(sizes: list[int]) -> tuple[Plan | None, bool]:
             try:
-                plan = snapshot.plan(Layout.from_blocks([max(1, n) for n in sizes], 0, 0),
+                plan = snapshot.plan(Layout.from_blocks([max(1, n) for n in sizes], 0, dim),
                                      gpu_index=snapshot.index,
                                      vram_threshold_percent=vram_threshold_percent,
                                      auto_hardware_tuning=True, **plan_options)
@@ -88,8 +103,7 @@ class Phases:
                 return None, False
 
         self.plan, self.together = fits([self.sizes[n] for n in names])
-        # Experts under block swapping are never moved: they never take turns.
-        movable = [n for n in EXPERTS if n in self.components and not self._managed(self.components[n])]
+        movable = [n for n in EXPERTS if n in self.components and not _fixed(self.components[n])]
         self.experts_take_turns = (not self.together and len(movable) == 2
                                    and not fits([self.sizes[n] for n in movable])[1])
         self.expert: str | None = None  # the expert on the GPU while they take turns
@@ -99,15 +113,19 @@ class Phases:
                                                  else "分阶段轮流使用 GPU")
                      + ("; 两个专家模型轮流使用 GPU" if self.experts_take_turns else ""))
 
-    def _managed(self, module: nn.Module) -> bool:
-        return attached(module) is not None
-
-    def _move(self, name: str, device: torch.device | str) -> None:
+    def _move(self, name: str, into: bool) -> None:
+        """Brings component `name` onto the GPU (into) or off it."""
         module = self.components[name]
-        if self._managed(module):
+        swap = attached(module)
+        if swap is None:
+            module.to(self.device if into else "cpu")
+        elif _fixed(module):
             return
-        module.to(device)
-        self.moves.append((name, str(device)))
+        elif into:
+            swap.unpark()
+        else:
+            swap.park()
+        self.moves.append((name, str(self.device) if into else "cpu"))
 
     def enter(self, phase: str) -> None:
         """Makes `phase` ('encode', 'denoise', 'decode', or a component's
@@ -130,7 +148,7 @@ class Phases:
         if self.together:
             if first:
                 for n in self.components:
-                    self._move(n, self.device)
+                    self._move(n, True)
             return
 
         def on_gpu(n: str) -> bool:
@@ -138,12 +156,12 @@ class Phases:
 
         for n in self.components:
             if not on_gpu(n):
-                self._move(n, "cpu")
+                self._move(n, False)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
         for n in self.components:
             if on_gpu(n):
-                self._move(n, self.device)
+                self._move(n, True)
 
     @contextlib.contextmanager
     def phase(self, phase: str) -> Iterator[None]:

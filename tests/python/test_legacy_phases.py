@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from genesis.blockswap import apply_block_swap, attached
+from genesis.blockswap import apply_block_swap, attached, live_swaps
 from genesis.legacy_blockswap import LegacyBlockSwap
 from genesis.phases import Phases
 from models import tiny
@@ -95,16 +95,66 @@ def test_phases_decide_with_libvram_and_take_turns() -> None:
     assert "encode_prompt" not in pipe.__dict__ and not tr._forward_pre_hooks
 
 
-def test_phases_leave_block_swapped_models_alone() -> None:
+def test_phases_leave_room_for_the_transformers_activations_not_a_guess() -> None:
+    """The activations Phases plans room for are the transformer's (its
+    width): guessed from the largest component (here a text encoder 16x the
+    transformer's width) they kept components apart that fit together."""
+    te, tr, vae = tiny(d=1024, n=2), tiny(d=64, n=2), tiny(d=64, n=1)
+    video = dict(width=1024, height=1024, frames=5)
+    tr.dim = 64  # what genesis.modelinfo.model_dim reads (diffusers: its config)
+    assert Phases({"text_encoder": te, "transformer": tr, "vae": vae}, device="cpu",
+                  vram_mb=200, **video).together
+
+
+def test_phases_park_a_block_swapped_model_out_of_its_phase() -> None:
+    """Out of its phase a block-swapped transformer is parked (engine and
+    its memory freed, weights back in its own tensors); in its phase, or at
+    its next forward, the engine is built again for the same plan. Its
+    output never changes, and the run's numbers survive parking."""
     tr = tiny(d=512, n=8)
+    ref = copy.deepcopy(tr)
+    x = torch.randn(2, 512)
     swap = apply_block_swap(tr, blocks_to_swap=6, width=16, height=16, frames=1)
-    ph = Phases({"transformer": tr, "vae": tiny(n=1)}, device="cpu", vram_mb=110,
+    ph = Phases({"transformer": tr, "vae": tiny(d=512, n=8)}, device="cpu", vram_mb=70,
                 width=16, height=16, frames=1)
+    assert not ph.together
     assert ph.sizes["transformer"] < sum(p.numel() * 4 for p in tr.parameters())
+    with torch.no_grad():
+        want = ref(x)
+        ph.enter("denoise")
+        assert torch.equal(tr(x), want)  # the first forward: timed, maybe re-planned
+        placement, builds = swap.plan.placement(), swap.engine_builds
+        before = swap.report()["bytes_streamed"]
+        assert torch.equal(tr(x), want)
+        last_engine = swap.stats()["engine"]["bytes_copied"]
+        per_forward = swap.report()["bytes_streamed"] - before
+        assert per_forward > 0
+        ph.enter("decode")
+        assert swap.parked and not swap.active and swap not in live_swaps()
+        assert all(p.device.type == "cpu" and p.stride() != (0,) * p.dim() for p in tr.parameters())
+        assert swap.stats()["engine"]["bytes_copied"] == last_engine  # kept from the last engine
+        ph.enter("denoise")
+        assert swap.active and not swap.parked and swap.plan.placement() == placement
+        assert torch.equal(tr(x), want)
+        ph.enter("decode")
+        assert torch.equal(tr(x), want)  # a forward while parked brings it back itself
+    assert swap.report()["bytes_streamed"] == before + 3 * per_forward
+    assert ph.moves.count(("transformer", "cpu")) == 4 and swap.engine_builds == builds + 2
+    swap.remove()
+    assert attached(tr) is None and torch.equal(tr(x), want)
+
+
+def test_phases_leave_legacy_swapped_models_alone() -> None:
+    tr = tiny(d=512, n=8)
+    apply_block_swap(tr, mode="legacy", blocks_to_swap=6)
+    ph = Phases({"transformer": tr, "vae": tiny(d=512, n=8)}, device="cpu", vram_mb=70,
+                width=16, height=16, frames=1)
+    assert not ph.together
     ph.enter("decode")
     ph.enter("denoise")
+    assert ("vae", "cpu") in ph.moves
     assert all(name != "transformer" for name, _ in ph.moves)
-    swap.remove()
+    attached(tr).remove()
 
 
 def test_legacy_prefetch_stays_within_its_list() -> None:
@@ -179,3 +229,45 @@ def test_wan22_experts_take_turns_only_when_they_do_not_fit_together(vram_mb: in
                                 ("transformer_2", "cpu")]
         assert ph.expert is None and len(ph.moves) == 4 + 4
     ph.remove()
+
+
+def test_wan22_swapped_experts_each_plan_for_the_gpu_and_take_turns() -> None:
+    """Two block-swapped experts, planned parked against one snapshot: each
+    plans for the whole GPU (the same placement), they do not fit together,
+    so the high-noise one runs alone, then is parked for the low-noise one.
+    Only the running expert holds an engine; outputs are unchanged."""
+    from genesis.planning import HardwareSnapshot
+
+    te, vae = tiny(d=256, n=2), tiny(d=256, n=2)
+    t1, t2 = tiny(d=512, n=8), tiny(seed=1, d=512, n=8)
+    r1, r2 = copy.deepcopy(t1), copy.deepcopy(t2)
+    video = dict(width=16, height=16, frames=1)
+    hw = HardwareSnapshot(vram_mb=110)
+    s1, s2 = (apply_block_swap(t, vram_mb=110, hardware=hw, parked=True, **video) for t in (t1, t2))
+    assert s1.parked and s2.parked and not live_swaps()
+    assert s1.plan.placement() == s2.plan.placement()
+    assert 0 < s1.plan.summary()["streamed_count"] < 8
+    ph = Phases({"text_encoder": te, "transformer": t1, "transformer_2": t2, "vae": vae},
+                device="cpu", vram_mb=110, hardware=hw, **video)
+    assert not ph.together and ph.experts_take_turns
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.text_encoder, self.transformer, self.transformer_2, self.vae = te, t1, t2, vae
+
+    ph.install(Pipe())
+    x = torch.randn(2, 512)
+    with torch.no_grad():
+        ph.enter("encode")
+        assert s1.parked and s2.parked
+        for _ in range(2):
+            assert torch.equal(t1(x), r1(x))
+        assert live_swaps() == [s1] and s2.parked
+        for _ in range(2):
+            assert torch.equal(t2(x), r2(x))
+        assert live_swaps() == [s2] and s1.parked
+    assert s1.engine_builds == s2.engine_builds == 1  # one turn each
+    assert s1.report()["bytes_streamed"] > 0 and s2.report()["bytes_streamed"] > 0
+    ph.remove()
+    s1.remove(), s2.remove()
+    assert torch.equal(t1(x), r1(x)) and torch.equal(t2(x), r2(x))

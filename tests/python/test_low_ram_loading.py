@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from genesis import loading
-from genesis.blockswap import BuildError, apply_block_swap, attached
+from genesis.blockswap import BuildError, apply_block_swap, attached, live_swaps
 from genesis.loading import load_swapped
 from genesis.modelinfo import pack_model
 from genesis.vram.errors import StateError
@@ -145,6 +145,25 @@ def test_resident_blocks_and_replans(reference: dict[str, Any]) -> None:
         swap.hw.set_dram(dram, dram)
         swap._rebuild(swap._replan())
         assert torch.equal(forward(model, reference["inputs"]), reference["expected"])
+    swap.remove()
+
+
+def test_parked_file_backed_model_holds_no_weights(reference: dict[str, Any]) -> None:
+    """Parked between turns (Wan2.2's experts), a file-backed model keeps
+    no weights anywhere: every block is a placeholder and the engine is
+    gone; its next turn reads the file again."""
+    model = load_swapped(wan, reference["root"] / "wan.safetensors", vram_mb=120,
+                         vram_threshold_percent=10, dram_mb=8, **SMALL_VIDEO).eval()
+    swap = attached(model)
+    tiers = {b["tier_name"] for b in swap.stats()["blocks"]}
+    assert {"device", "disk"} <= tiers, tiers
+    assert torch.equal(forward(model, reference["inputs"]), reference["expected"])
+    swap.park()
+    assert swap.engine is None and swap not in live_swaps()
+    blocks = [p for blk in swap.packing.blocks for p in blk.module.parameters()]
+    assert all(p.stride() == (0,) * p.dim() for p in blocks)  # placeholders: no memory
+    assert torch.equal(forward(model, reference["inputs"]), reference["expected"])  # unparks
+    assert swap.active and not swap.parked
     swap.remove()
 
 

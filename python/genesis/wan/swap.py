@@ -37,12 +37,13 @@ class Placement:
             "bytes_streamed": sum(r["bytes_streamed"] for r in reports),
             "overlap_ratio": first["overlap_ratio"],
             "engine": stats["engine"],
-            "swap_active": all(h.active for h in self.handles),
+            "swap_active": all(h.active or h.parked for h in self.handles),
             "swap_fallback": "; ".join(h.fallback_reason for h in self.handles if h.fallback_reason) or None,
             "replans": stats["replans"],
         }
         if self.phases is not None:
-            info["phases"] = {"together": self.phases.together, "history": list(self.phases.history)}
+            info["phases"] = {"together": self.phases.together, "history": list(self.phases.history),
+                              "experts_take_turns": self.phases.experts_take_turns}
         if len(self.handles) > 1:
             info["expert_2"] = {k: reports[1][k] for k in ("bytes_streamed", "overlap_ratio", "streamed_count")}
         return info, stats["timeline"]
@@ -79,17 +80,18 @@ def place(
         return Placement([])
     handles: list[Any] = []
     try:
-        for i, t in enumerate(loaded.transformers):
-            # Wan2.2 A14B's second expert probes again: it must see the
-            # memory the first one's engine took.
+        for t in loaded.transformers:
+            # Planned now against the snapshot, built when the transformer's
+            # phase comes: Wan2.2 A14B's two experts each plan for the GPU,
+            # and Phases lets them share it or take turns.
             handles.append(
                 apply_block_swap(t, mode="intelligent", device=device, vram_debug_mode=False, log=log,
-                                 hardware=hardware if i == 0 else None, **(video or {}), **args)
+                                 hardware=hardware, parked=True, **(video or {}), **args)
             )
         # Text encoder, transformer(s) and VAE share the GPU, or take turns
         # when libvram says they don't fit together. Their layout counts the
-        # swapped transformers' footprint, so they plan against the snapshot
-        # taken before anything was placed.
+        # swapped transformers' planned footprint, against the snapshot taken
+        # before anything was placed.
         components = {name: getattr(pipe, name, None) for name in PHASE_OF}
         phases = Phases(components, device=device, log=log if debug else None, hardware=hardware,
                         **(video or {})).install(pipe)
