@@ -15,6 +15,8 @@ Measures, on any machine:
   3. the built-in tiny Wan model's end-to-end generation through the app's API
      (genesis.wan.runner.WanGenerator) without swapping, with the automatic
      plan, and with every block streamed (manual);
+  4. the planner's predictions for Wan2.2 A14B's experts taking turns on
+     consumer cards, against sharing the GPU (expert_turns);
 then writes docs/BENCHMARKS.md (tables, machine, date, commands) and
 docs/benchmarks_cpu.png. The GPU section comes from --gpu (stored runs of
 bench/gpu_bench.py, rendered by bench/gpu_report.py, with docs/benchmarks_gpu.png)
@@ -243,6 +245,52 @@ def tiny_wan(runs: int) -> list[dict[str, Any]]:
     return rows
 
 
+def expert_turns() -> list[dict[str, Any]]:
+    """Wan2.2 A14B's two experts on consumer cards, as the planner predicts
+    (no GPU needed): the low-noise expert planned for the whole GPU (it
+    takes turns with the high-noise one, which is parked), against planned
+    beside the high-noise expert's engine (its resident blocks, rest and
+    slots counted as used VRAM, and its pinned blocks as used DRAM, as the
+    app did before turns). DRAM is fixed at 64 GiB so the rows do not depend
+    on this machine."""
+    from genesis.vram import DoesNotFit, Hardware, Layout, Plan
+
+    layout = Layout.from_catalog("wan2.2-t2v-a14b")
+
+    dram_mb = 64 * 1024
+
+    def plan(gpu: str, used_mb: float, pinned_mb: float, **options: Any) -> dict[str, Any]:
+        hw = Hardware.probe(gpus=False)
+        hw.simulate_gpu(gpu, index=0)
+        hw.set_vram(hw.gpu(0)["total_bytes"] / 2**20, used_mb, index=0)
+        hw.set_dram(dram_mb, dram_mb - pinned_mb)
+        return Plan.create(layout, hw, gpu_index=0, auto_hardware_tuning=True, **options).summary()
+
+    rows = []
+    for gpu in ("RTX 4090", "RTX 5090"):
+        for w, h, f in ((832, 480, 81), (1280, 720, 81), (480, 320, 33)):
+            for thr in (50, 90):
+                opts = dict(width=w, height=h, frames=f, vram_threshold_percent=thr)
+                alone = plan(gpu, 0, 0, **opts)
+                footprint = alone["resident_bytes"] + alone["rest_bytes"] + alone["slot_bytes"]
+                row = {"gpu": gpu, "video": f"{w}x{h}x{f}", "tokens": alone["tokens"],
+                       "threshold": thr, "alone_streamed": alone["streamed_count"],
+                       "alone_step_s": alone["predicted_step_ms"] / 1000,
+                       "first_footprint_gib": footprint / 2**30,
+                       "pinned_gib": alone["pinned_bytes"] / 2**30}
+                try:
+                    beside = plan(gpu, footprint / 2**20, alone["pinned_bytes"] / 2**20, **opts)
+                    row.update(beside_streamed=beside["streamed_count"],
+                               beside_step_s=beside["predicted_step_ms"] / 1000,
+                               beside_pinned_gib=beside["pinned_bytes"] / 2**30,
+                               beside_staged_gib=(beside["pageable_bytes"]
+                                                  + beside["disk_bytes"]) / 2**30)
+                except DoesNotFit:
+                    row["beside_streamed"] = None
+                rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------- output
 
 def plot(data: dict[str, Any], path: Path) -> bool:
@@ -420,6 +468,31 @@ def write_doc(data: dict[str, Any], png: bool, gpu: Path | None, out: Path) -> N
         f"| vram_layout_parse_header (memory) | {lay.get('parse_median_ms')} | "
         f"{lay.get('parse_min_ms')} |",
         "",
+        "### Wan2.2 A14B's experts: taking turns or sharing the GPU (planner predictions)",
+        "",
+        "Wan2.2 A14B denoises with two 14B experts, one after the other. The app plans each for",
+        "the whole GPU and parks the one not running (`BlockSwap.park`); before, the low-noise",
+        "expert was planned beside the high-noise one's engine (its resident blocks, rest and",
+        "slots in VRAM, its pinned blocks in DRAM). Predicted per sampling step (CFG, 2 passes)",
+        "of the low-noise expert, bf16, 64 GiB DRAM; a turn adds one engine build per generation",
+        "(the expert's pinned and resident blocks read again), not per step. Pinned RAM: sharing",
+        "holds both experts' pinned blocks at once; what no longer fits is staged through pageable",
+        "RAM or read from disk (`staged`).",
+        "",
+        "| card | video (tokens) | threshold | taking turns: streamed, s/step | sharing: streamed, "
+        "s/step | pinned GiB: turns / sharing (staged) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data.get("expert_turns", []):
+        beside = (f"{r['beside_streamed']} of 40, {r['beside_step_s']:.2f}"
+                  if r.get("beside_streamed") is not None else "does not fit")
+        both = (f"{r['pinned_gib']:.1f} / {r['pinned_gib'] + r['beside_pinned_gib']:.1f} "
+                f"({r['beside_staged_gib']:.1f})"
+                if r.get("beside_streamed") is not None else f"{r['pinned_gib']:.1f} / –")
+        L.append(f"| {r['gpu']} | {r['video']} ({r['tokens']:,}) | {r['threshold']}% | "
+                 f"{r['alone_streamed']} of 40, {r['alone_step_s']:.2f} | {beside} | {both} |")
+    L += [
+        "",
         "### The built-in tiny Wan model end to end (`genesis.wan`, CPU)",
         "",
         "128×128, 9 frames, 4 steps, CFG 6 (2 passes per step), random weights; through the app's",
@@ -459,6 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     gpu = Path(a.gpu).resolve() if a.gpu else None
     if a.from_json:
         data = json.loads(Path(a.json).read_text())
+        if "expert_turns" not in data:  # predictions, not measurements: made here
+            setup_genesis(Path(a.build).resolve())
+            data["expert_turns"] = expert_turns()
+            Path(a.json).write_text(json.dumps(data, indent=2))
         write_doc(data, (doc.parent / "benchmarks_cpu.png").exists(), gpu, doc)
         log(f"wrote {doc} from {a.json}")
         return 0
@@ -477,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     data["blockswap"] = blockswap_overhead(a.runs)
     log(f"blockswap overhead: {time.perf_counter() - t:.1f} s")
+    data["expert_turns"] = expert_turns()
     if not a.skip_wan:
         data["tiny_wan"] = tiny_wan(a.runs)
     png = plot(data, doc.parent / "benchmarks_cpu.png")
