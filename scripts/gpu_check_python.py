@@ -4,7 +4,8 @@ backend: a model of blocks (fp32 and bf16) and, when diffusers is there, a
 tiny WanTransformer3DModel, each run unswapped on the GPU and then with
 blocks streamed through the engine; outputs must be equal bit for bit.
 Also checks paced copies over two copy streams, torch.compile of the
-blocks, the adaptive replan, an injected out-of-memory retry, a
+blocks, the adaptive replan, an injected out-of-memory retry, parking
+(device memory given back between turns, exact after), a
 file-backed Wan transformer (blocks from a checkpoint, some from disk at
 each pass), and a soak: 200 forwards of a small streamed
 model with a random re-plan every few forwards, outputs exact, while
@@ -236,6 +237,29 @@ def main(argv: list[str]) -> int:
     check("OOM retry streams more and finishes", torch.equal(out, ref(x)) and
           len(swap.streamed_blocks) > before,
           f"({before} -> {len(swap.streamed_blocks)} streamed)")
+    swap.remove()
+
+    # Parking between turns (Wan2.2's experts): the engine's device memory
+    # goes back, the next turn is exact again.
+    model = tiny(d=1024, n=8)  # 16 MiB blocks: what parking frees stands out
+    ref = copy.deepcopy(model).to(dev)
+    x = torch.randn(4, 1024, device=dev)
+    base = device_memory(dev)
+    with torch.no_grad():
+        expected = ref(x)
+        swap = apply_block_swap(model, auto_hardware_tuning=False, blocks_to_swap=4, device=dev,
+                                **video)
+        first = model(x)
+        held = device_memory(dev)
+        swap.park()
+        parked = device_memory(dev)
+        again = [model(x) for _ in range(2)]  # the first forward unparks
+        synchronize(dev)
+    check("park frees the engine's device memory, unpark is exact",
+          torch.equal(first, expected) and all(torch.equal(o, expected) for o in again)
+          and (dev.type != "cuda" or parked[1] - base[1] < (held[1] - base[1]) / 4),
+          f"(device used: {base[1] / 2**20:.0f} -> {held[1] / 2**20:.0f} -> "
+          f"{parked[1] / 2**20:.0f} MiB)")
     swap.remove()
 
     try:
