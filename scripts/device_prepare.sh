@@ -12,6 +12,6 @@ rm -rf .device && mkdir -p .device/deb .device/whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
   -d .device/whl diffusers==0.42.1 ftfy==6.3.1 wcwidth importlib_metadata \
-  mmgp==3.8.2 optimum-quanto==0.2.7
+  mmgp==3.8.2 optimum-quanto==0.2.7 imageio-ffmpeg==0.8.1
 du -sh .device
 echo "carry [\".device\"] and run: bash scripts/device_run.sh checks   (then: bench)"

@@ -280,7 +280,10 @@ class BlockSwap:
             self.log(self.plan.explain("zh"))
         if parked:  # planned now, built when its turn comes (see park)
             self.parked = True
-            self._move_rest(torch.device("cpu"))
+            if source is None:
+                model.to("cpu")  # blocks included: off the GPU until its turn
+            else:
+                self._move_rest(torch.device("cpu"))
         else:
             self._build_engine(self.plan)
             self._move_rest(self.device)
@@ -356,6 +359,9 @@ class BlockSwap:
             engine.destroy()
             self._fall_back(f"libvram could not fill the engine ({e})", e)
             return
+        except BaseException:  # a cancel, torch out of memory: the model is as it was
+            engine.destroy()
+            raise
         # Committed: from here on the weights live in the engine.
         self.engine, self.plan = engine, plan
         self._streamed, self._host_views, self._device_addr = streamed, host_views, addrs
@@ -424,35 +430,40 @@ class BlockSwap:
         back (its spill-file copy through a failing engine) is parked, never
         left pointing into the engine, and the error is raised at the end."""
         failed: list[str] = []
-        for blk in self.packing.blocks:
-            held = (blk.index in self._host_views or blk.index in self._device_addr
-                    or blk.index in self._parked)
-            if not held:
-                continue
-            if self.source is not None:
-                self._park(blk)
-                continue
-            try:
-                if blk.index in self._parked:
-                    copies = self._slot_copy(blk)
-                else:
-                    views = self._host_views.get(blk.index)
-                    if views is None:
-                        views = _typed_views(blk, _views.byte_view(
-                            self._device_addr[blk.index], blk.packed_bytes, self._engine_device()))
-                    copies = [v.to("cpu", copy=True) for v in views]
-            except Exception as e:  # noqa: BLE001 - any failure: park, report below
-                self._park(blk)
-                failed.append(f"block {blk.index}: {e}")
-                continue
-            for s, t in zip(blk.slots, copies):
-                s.set(t)
+        with torch.inference_mode(False):  # the copies outlive a generation's inference mode
+            for blk in self.packing.blocks:
+                self._materialize_block(blk, failed)
         self._host_views, self._device_addr, self._slot_views = {}, {}, {}
         self._streamed, self._parked = set(), set()
         if failed:
             self._broken = ("genesis block swap: the weights of some blocks could not be read back "
                             "from the engine (they hold zeros now): " + "; ".join(failed))
             raise RuntimeError(self._broken)
+
+    def _materialize_block(self, blk: BlockPacking, failed: list[str]) -> None:
+        """_materialize for one block; a failure is parked and noted in `failed`."""
+        held = (blk.index in self._host_views or blk.index in self._device_addr
+                or blk.index in self._parked)
+        if not held:
+            return
+        if self.source is not None:
+            self._park(blk)
+            return
+        try:
+            if blk.index in self._parked:
+                copies = self._slot_copy(blk)
+            else:
+                views = self._host_views.get(blk.index)
+                if views is None:
+                    views = _typed_views(blk, _views.byte_view(
+                        self._device_addr[blk.index], blk.packed_bytes, self._engine_device()))
+                copies = [v.to("cpu", copy=True) for v in views]
+        except Exception as e:  # noqa: BLE001 - any failure: park, report at the end
+            self._park(blk)
+            failed.append(f"block {blk.index}: {e}")
+            return
+        for s, t in zip(blk.slots, copies):
+            s.set(t)
 
     def _destroy_engine(self) -> None:
         """Weights back in torch tensors, then the engine (host regions,
@@ -472,6 +483,20 @@ class BlockSwap:
             engine.destroy()
             self.engine = None
             _LIVE.discard(self)
+
+    def _retire_engine(self, why: str) -> None:
+        """Waits for the engine's copies, then _destroy_engine, and the
+        hooks follow; a failing synchronize is logged (destroy still syncs
+        the streams it owns)."""
+        if self.engine is not None:
+            try:
+                self.engine.synchronize()
+            except VramError as e:
+                logger.warning("genesis block swap: engine synchronize failed on %s: %s", why, e)
+        try:
+            self._destroy_engine()
+        finally:
+            self._sync_hooks()
 
     def _rebuild(self, plan: Plan) -> None:
         old = self.plan
@@ -575,7 +600,7 @@ class BlockSwap:
         streamed blocks' host views to the device would defeat swapping.
         Fallen back to unswapped (no engine, weights of its own), the model
         takes the call whole."""
-        if self.engine is None and self.source is None and not self.parked:
+        if self.engine is None and self.source is None and (self.fallback_reason or not self.parked):
             return type(self.model)._apply(self.model, fn, recurse)
         block_dtypes = {s.dtype for blk in self.packing.blocks for s in blk.slots}
         for dtype in sorted(block_dtypes, key=str):
@@ -761,15 +786,12 @@ class BlockSwap:
         rest moves to the CPU. The plan stays: unpark(), or the next
         forward, builds the engine for it again. A swap that fell back to
         running unswapped moves the whole model to the CPU."""
-        with self._lock:
+        # Outside inference mode: the weights given back outlive the generation.
+        with self._lock, torch.inference_mode(False):
             if self.parked or attached(self.model) is not self:
                 return
             if self.engine is not None:
-                self.engine.synchronize()  # no copy may still read a region
-                try:
-                    self._destroy_engine()
-                finally:
-                    self._sync_hooks()
+                self._retire_engine("park")
             elif self.source is None:  # unswapped after a fallback: all of it moves
                 self.model.to("cpu")
             self._move_rest(torch.device("cpu"))
@@ -783,21 +805,36 @@ class BlockSwap:
         On failure the swap stays parked and the error is raised (a model
         that is not file-backed falls back to running unswapped, as when
         it was first applied)."""
-        with self._lock:
+        with self._lock, torch.inference_mode(False):
             if not self.parked:
                 return
+            self.parked = False  # a fallback in the build moves the whole model
             if self.fallback_reason:
-                self.parked = False
                 self._whole_to_device()
                 return
-            self._build_engine(self.plan)
-            self.parked = False
-            self._move_rest(self.device)
+            try:
+                self._build_engine(self.plan)
+            except BaseException:
+                self.parked = True
+                raise
             self._sync_hooks()
+            self._move_rest(self.device)
+
+    @property
+    def swapping(self) -> bool:
+        """The engine runs the blocks, or will at the model's next turn."""
+        return self.active or (self.parked and not self.fallback_reason)
 
     @property
     def streamed_blocks(self) -> list[int]:
+        if self.parked and self.swapping:  # as planned for its next turn
+            return self.plan.streamed_blocks()
         return sorted(self._streamed)
+
+    def _disk_blocks(self) -> list[int]:
+        if self.parked and self.swapping:
+            return [b["block"] for b in self.plan.blocks() if b["tier_name"] == "disk"]
+        return sorted(self._parked)
 
     def stats(self) -> dict[str, Any]:
         """Plan summary, per-block plan, engine stats, the per-block
@@ -811,7 +848,7 @@ class BlockSwap:
             "plan": self.plan.summary(),
             "blocks": self.plan.blocks(),
             "streamed_blocks": self.streamed_blocks,
-            "disk_blocks": sorted(self._parked),
+            "disk_blocks": self._disk_blocks(),
             "file_backed": self.source is not None,
             "forwards": self.forwards,
             "measured_block_ms": self.measured_block_ms,
@@ -827,27 +864,30 @@ class BlockSwap:
         if self.engine is not None:
             out["timeline"] = self.engine.timeline()
         else:
-            out["timeline"] = list(self._retired[1]) if self.parked and self._retired else []
+            out["timeline"] = (list(self._retired[1]) if self.parked and self.swapping
+                               and self._retired else [])
         return out
 
     def _engine_stats(self) -> dict[str, Any] | None:
         """The engine's stats; parked, the last engine's before parking."""
         if self.engine is not None:
             return self.engine.stats()
-        return self._retired[0] if self.parked and self._retired else None
+        return self._retired[0] if self.parked and self.swapping and self._retired else None
 
     def report(self) -> dict[str, Any]:
         """The numbers a run's metadata shows: predicted vs streamed."""
-        s = self.plan.summary()
-        e = self._engine_stats() or {}
-        live = e["bytes_copied"] if self.engine is not None else 0
+        with self._lock:  # the engine and the retired bytes of one moment
+            s = self.plan.summary()
+            e = self._engine_stats() or {}
+            live = e["bytes_copied"] if self.engine is not None else 0
+            retired = self._bytes_retired
         return {
             "plan": s,
             "predicted_step_ms": s["predicted_step_ms"],
             "predicted_forward_ms": s["predicted_forward_ms"],
             "measured_block_ms": self.measured_block_ms,
             # every engine's since apply (a re-plan or parking replaces it)
-            "bytes_streamed": self._bytes_retired + live,
+            "bytes_streamed": retired + live,
             "overlap_ratio": e.get("overlap_ratio"),
             "streamed_count": s["streamed_count"],
             "resident_count": s["resident_count"],
@@ -865,15 +905,7 @@ class BlockSwap:
             return
         self._timer = None
         self.parked = False
-        if self.engine is not None:
-            try:
-                self.engine.synchronize()
-            except VramError as e:  # destroy still syncs the streams it owns
-                logger.warning("genesis block swap: engine synchronize failed on remove: %s", e)
-        try:
-            self._destroy_engine()
-        finally:
-            self._sync_hooks()  # inactive, no timer: every hook goes
+        self._retire_engine("remove")  # inactive, no timer: every hook goes
         if self.source is not None and reload:  # the blocks come back from the model file
             self.source.materialize(self.model, self.packing, self._orig_device)
         for attr, before in (("forward", self._instance_forward), ("_apply", self._instance_apply)):

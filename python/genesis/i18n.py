@@ -19,7 +19,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "is noise. For real videos, enter a Wan 2.1/2.2 model folder (diffusers layout) or a .safetensors "
         "checkpoint under Model.",
     ),
-    "model": ("模型（文件夹、.safetensors 或 tiny）", "Model (folder, .safetensors or tiny)"),
+    "model": ("模型（文件夹、.safetensors、tiny 或 tiny-a14b）",
+              "Model (folder, .safetensors, tiny or tiny-a14b)"),
     "model_base": ("基础模型文件夹（单文件检查点用）", "Base folder (for a single-file checkpoint)"),
     "prompt": ("提示词", "Prompt"),
     "negative_prompt": ("负面提示词", "Negative prompt"),

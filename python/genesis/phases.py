@@ -53,7 +53,7 @@ def _footprint(module: nn.Module) -> int:
     """GPU bytes the component needs while it runs."""
     swap = attached(module)
     plan = getattr(swap, "plan", None)
-    if plan is not None and (swap.active or swap.parked):
+    if plan is not None and swap.swapping:
         s = plan.summary()
         return int(s["resident_bytes"] + s["rest_bytes"] + s["slot_bytes"])
     return module_bytes(module)

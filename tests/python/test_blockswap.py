@@ -443,3 +443,53 @@ def test_to_while_swapped_moves_the_rest_and_refuses_changing_the_blocks() -> No
     assert "_apply" not in model.__dict__
     model.to(torch.float64)
     assert torch.allclose(run(model, x.double()), expected.double(), atol=1e-5)
+
+
+def test_parked_swap_reports_its_plan_and_leaves_inference_mode_behind() -> None:
+    """Parked inside a generation's inference mode, the weights given back
+    are ordinary tensors (they outlive it); while parked the swap still
+    reports what it streams, as planned for its next turn; a synchronize
+    that fails on park is logged and the engine goes anyway."""
+    model, ref, x = swapped_pair(d=128, n=6)
+    swap = apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
+    with torch.inference_mode():
+        assert torch.equal(model(x), ref(x))
+        streamed = swap.streamed_blocks
+        swap.park()
+    assert swap.swapping and swap.streamed_blocks == streamed and len(streamed) == 3
+    assert not any(p.is_inference() for p in model.parameters())
+    swap.unpark()
+
+    def failing_sync() -> None:
+        raise blockswap.VramError(-1, "injected sync failure", "vram_engine_synchronize")
+
+    swap.engine.synchronize = failing_sync  # type: ignore[union-attr]
+    swap.park()
+    assert swap.parked and swap.engine is None and not blockswap.live_swaps()
+    swap.remove()
+    assert not any(p.is_inference() for p in model.parameters())
+    model.load_state_dict(ref.state_dict())  # fails on inference tensors
+
+
+def test_a_turn_whose_engine_fails_runs_unswapped_whole() -> None:
+    """Built parked, the first turn's engine fails: the model runs
+    unswapped, as a whole (model.to() takes the blocks too), and reports
+    that it is not swapping even when parked again."""
+    from genesis.phases import Phases
+    from genesis.wan.swap import Placement
+
+    model, ref, x = swapped_pair(d=128, n=6)
+    swap = apply_block_swap(model, blocks_to_swap=3, parked=True,
+                            engine_options={"fail_alloc_at": 1}, **SMALL_VIDEO)
+    assert swap.swapping and swap.parked
+    with pytest.warns(RuntimeWarning, match="running the model unswapped"):
+        assert torch.equal(run(model, x), run(ref, x))
+    assert swap.fallback_reason and not swap.swapping
+    swap.park()
+    assert not swap.swapping and swap.stats()["engine"] is None
+    model.double()  # the whole model, blocks included
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    ph = Phases({"transformer": model}, device="cpu", width=16, height=16, frames=1)
+    info, _ = Placement([swap], ph).report()
+    assert info["swap_active"] is False and "could not create the engine" in info["swap_fallback"]
+    swap.remove()

@@ -430,7 +430,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="WanVideo Gradio app with intelligent VRAM management")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=7860)
-    ap.add_argument("--model", default="tiny", help="tiny (default), a diffusers folder, or a .safetensors transformer")
+    ap.add_argument("--model", default="tiny", help="tiny (default), tiny-a14b (two experts, as Wan2.2 A14B), a diffusers "
+                    "folder, or a .safetensors transformer")
     ap.add_argument("--base", default="", help="diffusers folder for the rest of a single-file checkpoint")
     ap.add_argument("--lang", choices=LANGS, default="zh", help="UI language (auto = the browser's locale)")
     ap.add_argument("--output-dir", default=None, help="where videos are written (default: a temp folder)")

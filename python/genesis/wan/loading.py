@@ -95,7 +95,8 @@ def resolve_folder(spec: ModelSpec, want_i2v: bool) -> tuple[Path, Path | None]:
     """(diffusers folder, single-file checkpoint or None) for a spec."""
     model = spec.model.strip()
     if spec.is_tiny:
-        name = tiny.TINY_I2V if (want_i2v or model == tiny.TINY_I2V) else tiny.TINY_T2V
+        # An input image takes the tiny image-to-video model (there is no tiny I2V A14B).
+        name = tiny.TINY_I2V if (want_i2v or model == tiny.TINY_I2V) else model or tiny.TINY_T2V
         return tiny.tiny_model_path(name), None
     path = Path(model).expanduser()
     if path.suffix in (".safetensors", ".sft"):

@@ -259,7 +259,8 @@ class WanGenerator:
         # The first step includes text encoding; the steady state is the rest.
         steady = step_times[1:] or step_times
         meta: dict[str, Any] = {
-            "model": str(loaded.path) if not loaded.is_tiny else f"{TINY_I2V if loaded.i2v else TINY_T2V} (built-in)",
+            "model": str(loaded.path) if not loaded.is_tiny else
+            f"{TINY_I2V if loaded.i2v else loaded.spec.model.strip() or TINY_T2V} (built-in)",
             "task": "image-to-video" if loaded.i2v else "text-to-video",
             "device": self.device,
             "prompt": req.prompt,

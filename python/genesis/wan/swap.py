@@ -37,7 +37,7 @@ class Placement:
             "bytes_streamed": sum(r["bytes_streamed"] for r in reports),
             "overlap_ratio": first["overlap_ratio"],
             "engine": stats["engine"],
-            "swap_active": all(h.active or h.parked for h in self.handles),
+            "swap_active": all(h.swapping for h in self.handles),
             "swap_fallback": "; ".join(h.fallback_reason for h in self.handles if h.fallback_reason) or None,
             "replans": stats["replans"],
         }
@@ -79,6 +79,7 @@ def place(
         pipe.to(device)
         return Placement([])
     handles: list[Any] = []
+    phases = None
     try:
         for t in loaded.transformers:
             # Planned now against the snapshot, built when the transformer's
@@ -95,8 +96,11 @@ def place(
         components = {name: getattr(pipe, name, None) for name in PHASE_OF}
         phases = Phases(components, device=device, log=log if debug else None, hardware=hardware,
                         **(video or {})).install(pipe)
-    except Exception:
-        for h in handles:
-            h.remove(reload=False)
+        # A diffusers pipeline takes its execution device (where latents and
+        # prompt embeddings go) from where its components are when it is
+        # called: the first phase goes onto the device now.
+        phases.enter("encode")
+    except BaseException:
+        Placement(handles, phases).close()
         raise
     return Placement(handles, phases)

@@ -3,6 +3,8 @@
 It has the real architecture (WanTransformer3DModel, AutoencoderKLWan,
 UMT5EncoderModel, a tokenizer, and for image-to-video a CLIP vision encoder)
 at toy sizes, so the whole app runs on a CPU in seconds. Its output is noise.
+"tiny-a14b" is shaped like Wan2.2 A14B: two transformer experts (the
+second, transformer_2, runs the low-noise half of the steps).
 It is saved once in diffusers layout and loaded back through the same
 from_pretrained path as a real model.
 """
@@ -16,10 +18,11 @@ from pathlib import Path
 
 TINY_T2V = "tiny"
 TINY_I2V = "tiny-i2v"
-TINY_NAMES = (TINY_T2V, TINY_I2V)
+TINY_A14B = "tiny-a14b"
+TINY_NAMES = (TINY_T2V, TINY_I2V, TINY_A14B)
 
 # Bumped when the recipe changes, so old caches are rebuilt.
-_RECIPE = "v2"
+_RECIPE = "v2"  # tiny and tiny-i2v; tiny-a14b is tiny plus a second expert
 _TEXT_DIM = 32
 _IMAGE_DIM = 4
 _NUM_BLOCKS = 4
@@ -59,7 +62,7 @@ def _build_tokenizer():
     )
 
 
-def _build_pipeline(i2v: bool):
+def _build_pipeline(i2v: bool, experts: int = 1):
     import torch
     from diffusers import (
         AutoencoderKLWan,
@@ -93,7 +96,7 @@ def _build_pipeline(i2v: bool):
         num_res_blocks=1,
         temperal_downsample=[False, True, True],
     )
-    transformer = WanTransformer3DModel(
+    transformers = [WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
         attention_head_dim=12,
@@ -107,7 +110,7 @@ def _build_pipeline(i2v: bool):
         qk_norm="rms_norm_across_heads",
         rope_max_seq_len=1024,  # real Wan's: 32 failed past 512 pixels or 125 frames
         image_dim=_IMAGE_DIM if i2v else None,
-    )
+    ) for _ in range(experts)]
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0
     )
@@ -115,9 +118,11 @@ def _build_pipeline(i2v: bool):
         tokenizer=tokenizer,
         text_encoder=text_encoder,
         vae=vae,
-        transformer=transformer,
+        transformer=transformers[0],
         scheduler=scheduler,
     )
+    if experts == 2:  # Wan2.2 A14B: the second expert takes the low-noise half
+        return WanPipeline(**common, transformer_2=transformers[1], boundary_ratio=0.5)
     if not i2v:
         return WanPipeline(**common)
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
@@ -140,7 +145,7 @@ def _build_pipeline(i2v: bool):
 
 
 def tiny_model_path(name: str = TINY_T2V) -> Path:
-    """Folder of the tiny model `name` ("tiny" or "tiny-i2v"), built and
+    """Folder of the tiny model `name` ("tiny", "tiny-i2v" or "tiny-a14b"), built and
     saved on first use (atomically, so parallel first uses are safe)."""
     if name not in TINY_NAMES:
         raise ValueError(f"unknown tiny model {name!r}; expected one of {TINY_NAMES}")
@@ -150,7 +155,8 @@ def tiny_model_path(name: str = TINY_T2V) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        _build_pipeline(i2v=(name == TINY_I2V)).save_pretrained(tmp)
+        _build_pipeline(i2v=(name == TINY_I2V), experts=2 if name == TINY_A14B else 1
+                        ).save_pretrained(tmp)
         try:
             tmp.rename(target)
         except OSError:  # another process finished first
