@@ -16,7 +16,8 @@ Measures, on any machine:
      (genesis.wan.runner.WanGenerator) without swapping, with the automatic
      plan, and with every block streamed (manual);
   4. the planner's predictions for Wan2.2 A14B's experts taking turns on
-     consumer cards, against sharing the GPU (expert_turns);
+     consumer cards, against sharing the GPU (expert_turns), and for Wan's
+     text encoder alone on small cards (text_encoder_fit);
 then writes docs/BENCHMARKS.md (tables, machine, date, commands) and
 docs/benchmarks_cpu.png. The GPU section comes from --gpu (stored runs of
 bench/gpu_bench.py, rendered by bench/gpu_report.py, with docs/benchmarks_gpu.png)
@@ -291,6 +292,29 @@ def expert_turns() -> list[dict[str, Any]]:
     return rows
 
 
+def text_encoder_fit() -> list[dict[str, Any]]:
+    """umT5-xxl (Wan's 11 GB text encoder) alone on small cards, as the app
+    plans it (genesis.wan.swap.swap_text_encoder: 90% of the card, one
+    512-token pass): how many of its 24 blocks stream, and the pass's
+    predicted time against all resident."""
+    from genesis.phases import ALONE_THRESHOLD
+    from genesis.vram import Hardware, Layout, Plan
+    from genesis.wan.swap import TEXT_PASS
+
+    layout = Layout.from_catalog("umt5-xxl")
+    rows = []
+    for gpu in ("RTX 3080", "RTX 3060 12GB", "RTX 4060 Ti 16GB"):
+        hw = Hardware.probe(gpus=False)
+        hw.simulate_gpu(gpu, index=0)
+        hw.set_dram(64 * 1024, 64 * 1024)
+        s = Plan.create(layout, hw, gpu_index=0, auto_hardware_tuning=True,
+                        vram_threshold_percent=ALONE_THRESHOLD, **TEXT_PASS).summary()
+        rows.append({"gpu": gpu, "streamed": s["streamed_count"], "blocks": s["block_count"],
+                     "peak_gib": s["predicted_peak_bytes"] / 2**30,
+                     "pass_ms": s["predicted_forward_ms"], "resident_ms": s["resident_forward_ms"]})
+    return rows
+
+
 # ---------------------------------------------------------------- output
 
 def plot(data: dict[str, Any], path: Path) -> bool:
@@ -491,6 +515,14 @@ def write_doc(data: dict[str, Any], png: bool, gpu: Path | None, out: Path) -> N
                 if r.get("beside_streamed") is not None else f"{r['pinned_gib']:.1f} / –")
         L.append(f"| {r['gpu']} | {r['video']} ({r['tokens']:,}) | {r['threshold']}% | "
                  f"{r['alone_streamed']} of 40, {r['alone_step_s']:.2f} | {beside} | {both} |")
+    if data.get("text_encoder"):
+        L += ["", "Wan's text encoder (umT5-xxl, 10.6 GiB in bf16) alone on small cards, "
+              "planned as the app plans it (90% of the "
+              "card, one 512-token pass; 0 streamed: it moves in whole):", "",
+              "| card | streamed | predicted peak GiB | pass ms | all resident ms |",
+              "|---|---|---|---|---|"]
+        L += [f"| {r['gpu']} | {r['streamed']} of {r['blocks']} | {r['peak_gib']:.2f} | "
+              f"{r['pass_ms']:.0f} | {r['resident_ms']:.0f} |" for r in data["text_encoder"]]
     L += [
         "",
         "### The built-in tiny Wan model end to end (`genesis.wan`, CPU)",
@@ -532,9 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     gpu = Path(a.gpu).resolve() if a.gpu else None
     if a.from_json:
         data = json.loads(Path(a.json).read_text())
-        if "expert_turns" not in data:  # predictions, not measurements: made here
+        if "expert_turns" not in data or "text_encoder" not in data:  # predictions: made here
             setup_genesis(Path(a.build).resolve())
-            data["expert_turns"] = expert_turns()
+            data["expert_turns"], data["text_encoder"] = expert_turns(), text_encoder_fit()
             Path(a.json).write_text(json.dumps(data, indent=2))
         write_doc(data, (doc.parent / "benchmarks_cpu.png").exists(), gpu, doc)
         log(f"wrote {doc} from {a.json}")
@@ -554,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     data["blockswap"] = blockswap_overhead(a.runs)
     log(f"blockswap overhead: {time.perf_counter() - t:.1f} s")
-    data["expert_turns"] = expert_turns()
+    data["expert_turns"], data["text_encoder"] = expert_turns(), text_encoder_fit()
     if not a.skip_wan:
         data["tiny_wan"] = tiny_wan(a.runs)
     png = plot(data, doc.parent / "benchmarks_cpu.png")

@@ -43,6 +43,9 @@ _MISSING = object()
 # The phase each component belongs to (several transformers share one).
 PHASE_OF = {"text_encoder": "encode", "image_encoder": "encode", "transformer": "denoise",
             "transformer_2": "denoise", "vae": "decode"}
+# The VRAM share the components may fill while they have the GPU (each
+# alone, when they take turns).
+ALONE_THRESHOLD = 90.0
 # Wan2.2 A14B's experts: the high-noise one runs the first steps, then the
 # low-noise one the rest, so when they do not fit together each denoises
 # alone and they trade places once a generation.
@@ -67,7 +70,7 @@ def _fixed(module: nn.Module) -> bool:
 
 class Phases:
     def __init__(self, components: dict[str, nn.Module | None], *,
-                 device: str | torch.device | None = None, vram_threshold_percent: float = 90.0,
+                 device: str | torch.device | None = None, vram_threshold_percent: float = ALONE_THRESHOLD,
                  gpu: str | None = None, vram_mb: float | None = None,
                  hardware: HardwareSnapshot | None = None,
                  log: LogFn | None = None, **plan_options: Any) -> None:

@@ -1,7 +1,8 @@
 """One generation probes the hardware once and plans once per distinct
 question: the seed's step 2 takes the snapshot, block swapping reuses its
-plan, phases plan their own question against the same snapshot, and the
-adaptive re-plan after the first forward is the only other plan.
+plan, the text encoder and phases plan their own questions against the same
+snapshot, and the adaptive re-plan after the first forward is the only
+other plan.
 
 Before: 4 probes (step 2's memory stats, step 2's plan, BlockSwap, Phases)
 and 4 plans (step 2, BlockSwap again, Phases, the re-plan)."""
@@ -66,8 +67,9 @@ def test_one_generation_probes_once(generator: Any, case: str, monkeypatch: pyte
     with probe as probes, create as plans:
         meta = generator.generate(req, log=lambda _line: None).metadata
     assert probes.call_count == 1
-    # Step 2's plan (BlockSwap reuses it), the phases' plan, the re-plan.
-    assert plans.call_count == 3
+    # Step 2's plan (BlockSwap reuses it), the text encoder's (does it fit
+    # alone?), the phases' plan, the re-plan.
+    assert plans.call_count == 4
     assert meta["swap_active"] and meta["vram_error"] is None
     assert [r["reason"] for r in meta["replans"]] == ["measured_block_ms"]
     assert meta["plan"]["streamed_count"] == meta["block_swap_args"]["blocks_to_swap"]

@@ -271,3 +271,43 @@ def test_wan22_swapped_experts_each_plan_for_the_gpu_and_take_turns() -> None:
     ph.remove()
     s1.remove(), s2.remove()
     assert torch.equal(t1(x), r1(x)) and torch.equal(t2(x), r2(x))
+
+
+def test_a_text_encoder_that_does_not_fit_alone_streams_in_its_phase() -> None:
+    """A T5 text encoder (Wan's umT5-xxl is 11 GB in bf16) that libvram
+    says does not fit the GPU alone is block-swapped, parked until the
+    encode phase and parked again after; one that fits is left whole."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from genesis.planning import HardwareSnapshot
+    from genesis.wan.swap import swap_text_encoder
+
+    torch.manual_seed(0)
+    te = UMT5EncoderModel(UMT5Config(vocab_size=300, d_model=256, d_kv=64, d_ff=1024,
+                                     num_layers=4, num_heads=4, pad_token_id=0, eos_token_id=1,
+                                     decoder_start_token_id=0)).eval()
+    ref = copy.deepcopy(te)
+    log: list[str] = []
+    assert swap_text_encoder(te, "cpu", log.append, HardwareSnapshot(vram_mb=120),
+                             vram_mb=120) is None
+    assert attached(te) is None
+    assert swap_text_encoder(tiny(), "cpu", log.append) is None  # no T5 blocks
+    hw = HardwareSnapshot(vram_mb=90)
+    swap = swap_text_encoder(te, "cpu", log.append, hw, vram_mb=90)
+    assert swap is not None and swap.parked and swap.plan.summary()["streamed_count"] > 0
+    tr = tiny(d=512, n=8)  # 34 MB: not beside the encoder in 90 MB
+    ph = Phases({"text_encoder": te, "transformer": tr}, device="cpu", vram_mb=90, hardware=hw,
+                width=16, height=16, frames=1)
+    assert not ph.together
+    ids = torch.randint(2, 300, (1, 12))
+    with torch.no_grad():
+        want = ref(ids).last_hidden_state
+        ph.enter("encode")
+        assert swap.active
+        assert torch.equal(te(ids).last_hidden_state, want)
+        ph.enter("denoise")
+        assert swap.parked and not live_swaps()
+    assert swap.report()["bytes_streamed"] > 0
+    swap.remove()
+    with torch.no_grad():
+        assert torch.equal(te(ids).last_hidden_state, want)

@@ -1,6 +1,7 @@
 """Placing a loaded pipeline on the device for one run: the transformer(s)
 through genesis.blockswap (libvram plans and streams the blocks) when block
-swapping is on, else the whole pipeline on the device."""
+swapping is on, and the text encoder too when it does not fit the GPU alone;
+else the whole pipeline on the device."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ from .vram_setup import LogFn
 if TYPE_CHECKING:
     from genesis.planning import HardwareSnapshot
 
+# Where T5 text encoders (Wan's umT5-xxl: 24 blocks, 11 GB in bf16) keep their blocks.
+T5_BLOCKS = "encoder.block"
+# A text encoder's one pass over the prompt, planned as a 512-token frame.
+TEXT_PASS = {"width": 512, "height": 256, "frames": 1, "passes_per_step": 1}
+
 
 class Placement:
     """The model on its device for one run. report() gives the plan and the
     engine's numbers, close() undoes the block swapping."""
 
-    def __init__(self, handles: list[Any], phases: Any = None) -> None:
-        self.handles = handles
+    def __init__(self, handles: list[Any], phases: Any = None, text_encoder: Any = None) -> None:
+        self.handles = handles  # the transformers' swaps
         self.phases = phases
+        self.text_encoder = text_encoder  # its swap, when it does not fit alone
 
     def report(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(metadata fields, engine timeline of the first transformer)."""
@@ -30,7 +37,7 @@ class Placement:
         info: dict[str, Any] = {
             "plan": first["plan"],
             "streamed_blocks": stats["streamed_blocks"],
-            # Wan2.2 A14B: the two experts take turns, one per step.
+            # the first transformer's (Wan2.2 A14B: the high-noise expert's)
             "predicted_step_ms": round(first["predicted_step_ms"], 3),
             "predicted_forward_ms": round(first["predicted_forward_ms"], 3),
             "measured_block_ms": round(first["measured_block_ms"], 4),
@@ -46,6 +53,9 @@ class Placement:
                               "experts_take_turns": self.phases.experts_take_turns}
         if len(self.handles) > 1:
             info["expert_2"] = {k: reports[1][k] for k in ("bytes_streamed", "overlap_ratio", "streamed_count")}
+        te = self.text_encoder
+        info["text_encoder_swap"] = None if te is None else {
+            k: te.report()[k] for k in ("bytes_streamed", "streamed_count", "resident_count")}
         return info, stats["timeline"]
 
     def close(self) -> None:
@@ -55,6 +65,41 @@ class Placement:
         for h in self.handles:
             h.remove(reload=False)  # a file-backed transformer stays so; others reload anyway
         self.handles = []
+        if self.text_encoder is not None:
+            self.text_encoder.remove()
+            self.text_encoder = None
+
+
+def swap_text_encoder(encoder: Any, device: str, log: LogFn,
+                      hardware: HardwareSnapshot | None = None, **plan_options: Any) -> Any:
+    """The text encoder block-swapped, parked until its phase, when libvram
+    says it does not fit the GPU alone (umT5-xxl's 11 GB on a 10-12 GB
+    card); None when it fits, or has no T5 block list. plan_options: the
+    run's enable_cuda_optimization / enable_dram_optimization (and gpu /
+    vram_mb to simulate)."""
+    from genesis.blockswap import apply_block_swap
+    from genesis.modelinfo import find_blocks
+    from genesis.phases import ALONE_THRESHOLD
+    from genesis.vram import DoesNotFit
+
+    if encoder is None:
+        return None
+    try:
+        find_blocks(encoder, T5_BLOCKS)
+    except (AttributeError, ValueError):
+        return None
+    try:
+        swap = apply_block_swap(encoder, block_attr=T5_BLOCKS, device=device, hardware=hardware,
+                                parked=True, log=log, vram_debug_mode=False,
+                                auto_hardware_tuning=True, vram_threshold_percent=ALONE_THRESHOLD,
+                                **TEXT_PASS, **plan_options)
+    except DoesNotFit as e:  # not even streamed: it moves whole in its phase, as unswapped
+        log(f"[VRAM] 文本编码器即使流式传输也放不下 GPU, 整体移动: {e}")
+        return None
+    if swap.plan.summary()["streamed_count"] == 0:
+        swap.remove()
+        return None
+    return swap
 
 
 def place(
@@ -79,7 +124,7 @@ def place(
         pipe.to(device)
         return Placement([])
     handles: list[Any] = []
-    phases = None
+    phases = encoder = None
     try:
         for t in loaded.transformers:
             # Planned now against the snapshot, built when the transformer's
@@ -93,6 +138,13 @@ def place(
         # when libvram says they don't fit together. Their layout counts the
         # swapped transformers' planned footprint, against the snapshot taken
         # before anything was placed.
+        switches = {k: args[k] for k in ("enable_cuda_optimization", "enable_dram_optimization")
+                    if k in args}
+        encoder = swap_text_encoder(getattr(pipe, "text_encoder", None), device, log, hardware,
+                                    **switches)
+        if encoder is not None and debug:
+            s = encoder.plan.summary()
+            log(f"[VRAM] 文本编码器单独也放不下 GPU: {s['streamed_count']}/{s['block_count']} 块流式传输")
         components = {name: getattr(pipe, name, None) for name in PHASE_OF}
         phases = Phases(components, device=device, log=log if debug else None, hardware=hardware,
                         **(video or {})).install(pipe)
@@ -101,6 +153,6 @@ def place(
         # called: the first phase goes onto the device now.
         phases.enter("encode")
     except BaseException:
-        Placement(handles, phases).close()
+        Placement(handles, phases, encoder).close()
         raise
-    return Placement(handles, phases)
+    return Placement(handles, phases, encoder)

@@ -307,5 +307,6 @@ def test_wan22_two_experts_swapped_and_whole_agree(tmp_path: Path) -> None:
     # Both planned against one probe; here they fit together (RAM stands in for VRAM).
     assert swapped.metadata["phases"]["together"] and swapped.metadata["swap_active"]
     assert swapped.metadata["model"] == "tiny-a14b (built-in)"
+    assert swapped.metadata["text_encoder_swap"] is None  # it fits the GPU alone
     whole = gen.generate(GenerationRequest(block_swap_enabled=False, **req))
     assert np.array_equal(swapped.frames, whole.frames)
