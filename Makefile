@@ -11,7 +11,7 @@ CTEST := ctest --output-on-failure --timeout 600
 FUZZ_SECONDS ?= 30
 
 .PHONY: setup build test test-c test-clang test-asan test-tsan test-valgrind fuzz-short \
-        test-python app bench clean
+        test-python typecheck app bench clean
 
 setup:
 	scripts/setup.sh
@@ -69,6 +69,10 @@ fuzz-short:
 
 test-python: build
 	VRAM_LIBRARY=$(CURDIR)/build/libvram.so .venv/bin/python -m pytest tests/python
+
+# The Python package's types (settings in pyproject.toml).
+typecheck:
+	.venv/bin/python -m mypy
 
 app: setup
 	.venv/bin/python -m genesis.apps.wanvideo_gradio_app

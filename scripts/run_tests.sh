@@ -13,6 +13,7 @@ stages=(
   "C tests (valgrind memcheck)|make --no-print-directory test-valgrind"
   "short fuzz run|make --no-print-directory fuzz-short"
   "Python, app and browser tests (pytest)|make --no-print-directory test-python"
+  "Python types (mypy)|make --no-print-directory typecheck"
 )
 passed=0
 failed=0

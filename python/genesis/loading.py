@@ -70,7 +70,7 @@ def empty_weights() -> Iterator[None]:
         if p is not None and p.device.type != "meta":
             module._parameters[name] = type(p)(p.to("meta"), requires_grad=p.requires_grad)
 
-    nn.Module.register_parameter = to_meta  # type: ignore[method-assign]
+    nn.Module.register_parameter = to_meta  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -113,7 +113,7 @@ def _diffusers_renames(model: nn.Module, names: list[str]) -> dict[str, str]:
         from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
     except ImportError:
         return {}
-    entry = SINGLE_FILE_LOADABLE_CLASSES.get(type(model).__name__)
+    entry: Any = SINGLE_FILE_LOADABLE_CLASSES.get(type(model).__name__)
     if entry is None:
         return {}
     try:

@@ -251,9 +251,9 @@ def shared_tensors(model: nn.Module, packing: ModelPacking) -> list[str]:
         if id(m) in seen or id(m) in block_modules:
             continue
         seen.add(id(m))
-        for t in list(m._parameters.values()) + list(m._buffers.values()):
-            if t is not None and id(t) in owner:
-                out.append(f"{names[id(t)]}, also outside the blocks")
+        for held in list(m._parameters.values()) + list(m._buffers.values()):
+            if held is not None and id(held) in owner:
+                out.append(f"{names[id(held)]}, also outside the blocks")
         stack.extend(c for c in m._modules.values() if c is not None)
     return out
 

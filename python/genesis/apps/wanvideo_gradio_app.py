@@ -376,7 +376,9 @@ def build_ui(app: WanVideoApp) -> gr.Blocks:
         timer.tick(memory_monitor_text, outputs=[monitor], concurrency_limit=None, show_progress="hidden")
 
         def run_one(*args: Any, progress: Any, cancel: threading.Event) -> tuple[Any, ...]:
-            video, gallery, meta = app.generate_video(*args, progress=progress, cancel=cancel)
+            # *args are the UI's inputs, which stop before progress and cancel.
+            video, gallery, meta = app.generate_video(*args, progress=progress,  # type: ignore[misc]
+                                                      cancel=cancel)
             return (video, gallery, meta, done_text(t, meta), "\n".join(app.last_log),
                     timeline_figure(app.last_timeline))
 

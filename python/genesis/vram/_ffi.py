@@ -90,7 +90,7 @@ class _Sized(Structure):
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, ctype in self._fields_:
+        for name, ctype, *_bits in self._fields_:
             if name == "size":
                 continue
             value = getattr(self, name)

@@ -123,7 +123,7 @@ class Hardware(Handle):
 def memory_stats_json(stats: MemoryStats) -> dict[str, Any]:
     """The library's own JSON of the stats (for round-trip checks)."""
     s = _ffi.MemoryStatsC.new()
-    for k, _ in _ffi.MemoryStatsC._fields_:
+    for k, *_ in _ffi.MemoryStatsC._fields_:
         if k == "size":
             continue
         v = getattr(stats, k)

@@ -61,7 +61,8 @@ class LoadedModel:
     def file_backed(self) -> list[str]:
         from genesis.loading import file_source
 
-        return [n for n in TRANSFORMERS if file_source(getattr(self.pipe, n, None)) is not None]
+        return [n for n in TRANSFORMERS
+                if (m := getattr(self.pipe, n, None)) is not None and file_source(m) is not None]
 
     def load_whole(self) -> None:
         """Reads file-backed transformers' blocks into torch memory, for a

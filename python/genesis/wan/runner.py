@@ -254,7 +254,7 @@ class WanGenerator:
         pixels = to_uint8_frames(frames)  # once, for the mp4 and the gallery
         self.output_dir.mkdir(parents=True, exist_ok=True)
         # Unique even for two runs of one seed started in the same second.
-        video = write_mp4(pixels, self.output_dir / f"wan-{time.time_ns()}-{seed}.mp4", fps=req.fps)
+        video_file = write_mp4(pixels, self.output_dir / f"wan-{time.time_ns()}-{seed}.mp4", fps=req.fps)
         peak = torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None
         # The first step includes text encoding; the steady state is the rest.
         steady = step_times[1:] or step_times
@@ -293,12 +293,12 @@ class WanGenerator:
             "started_at": started,
             "requests_in_flight": self.in_flight,
             "finished_at": time.time(),
-            "video": str(video),
+            "video": str(video_file),
         }
         if loaded.is_tiny:
             meta["note"] = NOISE_NOTE
         return GenerationResult(
-            video_path=video,
+            video_path=video_file,
             frames=frames,
             gallery=gallery_frames(pixels),
             metadata=meta,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 # Where T5 text encoders (Wan's umT5-xxl: 24 blocks, 11 GB in bf16) keep their blocks.
 T5_BLOCKS = "encoder.block"
 # A text encoder's one pass over the prompt, planned as a 512-token frame.
-TEXT_PASS = {"width": 512, "height": 256, "frames": 1, "passes_per_step": 1}
+TEXT_PASS: dict[str, Any] = {"width": 512, "height": 256, "frames": 1, "passes_per_step": 1}
 
 
 class Placement:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -47,5 +46,5 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 16) -> Path:
 def gallery_frames(frames: np.ndarray, count: int = 8) -> list[np.ndarray]:
     """Up to `count` evenly spaced frames (uint8) for a gallery."""
     arr = to_uint8_frames(frames)
-    idx: Sequence[int] = np.unique(np.linspace(0, len(arr) - 1, num=min(count, len(arr))).round().astype(int))
+    idx: list[int] = np.unique(np.linspace(0, len(arr) - 1, num=min(count, len(arr))).round().astype(int)).tolist()
     return [arr[i] for i in idx]

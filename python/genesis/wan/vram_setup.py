@@ -105,7 +105,7 @@ def build_block_swap_args(
         if debug:
             log_memory_stats(stats, log)
         common = {**common_plan_flags(s), "vram_threshold_percent": s.vram_threshold_percent}
-        manual = {} if s.auto_hardware_tuning else {
+        manual: dict[str, Any] = {} if s.auto_hardware_tuning else {
             "blocks_to_swap": s.blocks_to_swap,
             "num_cuda_streams": s.num_cuda_streams,
             "bandwidth_target": s.bandwidth_target,
