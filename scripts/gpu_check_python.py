@@ -138,8 +138,10 @@ def soak(dev: Any, check: CheckFn, forwards: int = 200) -> None:
 def app_check(dev: Any, check: CheckFn) -> None:
     """The app's generation path on the device: the built-in tiny Wan model
     and its two-expert Wan2.2 A14B-style twin, block-swapped (the pipeline
-    placed by genesis.wan.swap, experts parked between turns), give the
-    video of the run without swapping."""
+    placed by genesis.wan.swap), give the video of the run without
+    swapping; the twin again planned for an 80.5 MiB card (the tiny model
+    is mostly libvram's fixed 64 MiB allowance there), where the components
+    take turns: the experts park for each other, the VAE decodes alone."""
     try:
         import imageio_ffmpeg  # noqa: F401 - the runner writes an mp4
         import numpy as np
@@ -152,22 +154,40 @@ def app_check(dev: Any, check: CheckFn) -> None:
         return
     import tempfile
 
+    import genesis.planning as planning
+
+    real_probe = planning.planning_hardware
+
+    def small_card(*args: Any, **kwargs: Any) -> Any:
+        hw, index, host = real_probe(*args, **kwargs)
+        hw.set_vram(80.5, 0.0, index=index)
+        return hw, index, host
+
     quiet = lambda _line: None  # noqa: E731
     with tempfile.TemporaryDirectory() as tmp:
         gen = WanGenerator(output_dir=Path(tmp), device=str(dev))
-        for name in ("tiny", "tiny-a14b"):
+        for name, small in (("tiny", False), ("tiny-a14b", False), ("tiny-a14b", True)):
             req = dict(prompt="a red fox", width=64, height=64, frames=5, steps=4, seed=3,
                        shift=1.0, model=ModelSpec(name))
             whole = gen.generate(GenerationRequest(block_swap_enabled=False, **req), log=quiet)
-            manual = VramSettings(auto_hardware_tuning=False, blocks_to_swap=2)
-            swapped = gen.generate(GenerationRequest(block_swap_enabled=True, vram=manual, **req),
-                                   log=quiet)
+            settings = (VramSettings(vram_threshold_percent=90) if small else
+                        VramSettings(auto_hardware_tuning=False, blocks_to_swap=2))
+            planning.planning_hardware = small_card if small else real_probe
+            try:
+                swapped = gen.generate(GenerationRequest(block_swap_enabled=True, vram=settings,
+                                                         **req), log=quiet)
+            finally:
+                planning.planning_hardware = real_probe
             m = swapped.metadata
             diff = float(np.abs(swapped.frames - whole.frames).max())
-            check(f"app {name}: block-swapped video equals the unswapped one",
-                  diff <= 1e-3 and m["swap_active"] and m["bytes_streamed"] > 0,
-                  f"(max diff {diff:.2g}, streamed {m['streamed_blocks']}, phases "
-                  f"{m['phases']}, peak {m['peak_vram_mb']} MiB)")
+            phases = m.get("phases") or {}
+            turns = phases.get("experts_take_turns") and not phases.get("together")
+            check(f"app {name}{' on an 80.5 MiB plan' if small else ''}: block-swapped video "
+                  "equals the unswapped one",
+                  diff <= 1e-3 and m["swap_active"] and (turns if small else m["bytes_streamed"] > 0),
+                  f"(max diff {diff:.2g}, streamed {m.get('streamed_blocks')}, phases {phases}, "
+                  f"text encoder {m.get('text_encoder_swap')}, {m.get('vram_error') or ''} "
+                  f"peak {m['peak_vram_mb']} MiB)")
 
 
 def main(argv: list[str]) -> int:

@@ -62,6 +62,10 @@ def _footprint(module: nn.Module) -> int:
     return module_bytes(module)
 
 
+def _moved(x: Any, device: torch.device) -> Any:
+    return x.to(device) if isinstance(x, torch.Tensor) else x
+
+
 def _fixed(module: nn.Module) -> bool:
     """Placed by a swap that cannot be parked (legacy block swapping)."""
     swap = attached(module)
@@ -171,7 +175,11 @@ class Phases:
         self.enter(phase)
         yield
 
-    def _wrap(self, owner: Any, attr: str, phase: str) -> None:
+    def _wrap(self, owner: Any, attr: str, phase: str, inputs_follow: bool = False) -> None:
+        """owner.attr enters `phase` first; inputs_follow (owner a module):
+        its tensor arguments then move to where the phase put it.
+        diffusers moves the VAE's input to the VAE's device before calling
+        decode/encode, which while the components take turns is still the CPU."""
         fn = getattr(owner, attr, None)
         if fn is None:
             return
@@ -179,6 +187,11 @@ class Phases:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             self.enter(phase)
+            if inputs_follow and isinstance(owner, nn.Module):
+                p = next(owner.parameters(), None)
+                if p is not None:
+                    args = tuple(_moved(a, p.device) for a in args)
+                    kwargs = {k: _moved(v, p.device) for k, v in kwargs.items()}
             return fn(*args, **kwargs)
 
         before = getattr(owner, "__dict__", {}).get(attr, _MISSING)  # one set on the instance
@@ -197,8 +210,8 @@ class Phases:
                     lambda _m, _a, name=name: self.enter(name)))
         vae = getattr(pipe, "vae", None)
         if vae is not None:
-            self._wrap(vae, "decode", "decode")
-            self._wrap(vae, "encode", "decode")
+            self._wrap(vae, "decode", "decode", inputs_follow=True)
+            self._wrap(vae, "encode", "decode", inputs_follow=True)
         return self
 
     def remove(self) -> None:

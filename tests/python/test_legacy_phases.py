@@ -311,3 +311,59 @@ def test_a_text_encoder_that_does_not_fit_alone_streams_in_its_phase() -> None:
     swap.remove()
     with torch.no_grad():
         assert torch.equal(te(ids).last_hidden_state, want)
+
+
+def test_the_vae_gets_its_input_where_its_phase_puts_it() -> None:
+    """diffusers moves the latents to the VAE's device before calling
+    decode; while the components take turns that is still the CPU, so the
+    wrapper moves them after bringing the VAE in (the meta device stands in
+    for the GPU)."""
+
+    class Vae(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+
+        def decode(self, z: torch.Tensor, return_dict: bool = False) -> torch.Tensor:
+            return self.proj(z)
+
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x)
+
+    vae = Vae()
+    ph = Phases({"transformer": tiny(d=512, n=8), "vae": vae}, device="meta", vram_mb=70,
+                width=16, height=16, frames=1)
+    assert not ph.together
+
+    class Pipe:
+        pass
+
+    pipe = Pipe()
+    pipe.vae = vae  # type: ignore[attr-defined]
+    ph.install(pipe)
+    z = torch.ones(1, 8)
+    assert z.device.type == next(vae.parameters()).device.type == "cpu"  # as diffusers sees it
+    assert vae.decode(z, return_dict=False).device.type == "meta"
+    assert vae.encode(x=z).device.type == "meta"
+    assert ph.moves[-1] == ("vae", "meta")
+    ph.remove()
+
+
+def test_closing_a_placement_undoes_every_swap_even_after_a_failure() -> None:
+    from genesis.wan.swap import Placement
+
+    models = [tiny(d=64, n=4, seed=i) for i in range(3)]
+    swaps = [apply_block_swap(m, blocks_to_swap=2, **dict(width=16, height=16, frames=1))
+             for m in models]
+
+    def failing_remove(reload: bool = True) -> None:
+        raise RuntimeError("injected: weights could not be read back")
+
+    swaps[0].remove = failing_remove  # type: ignore[method-assign]
+    placement = Placement(swaps[:2], None, swaps[2])
+    with pytest.raises(RuntimeError, match="injected"):
+        placement.close()
+    assert attached(models[1]) is None and attached(models[2]) is None
+    assert live_swaps() == [swaps[0]]
+    type(swaps[0]).remove(swaps[0])
+    assert not live_swaps()

@@ -175,9 +175,12 @@ class WanGenerator:
         pipe.scheduler = make_scheduler(req.scheduler, req.shift, pipe.scheduler.config.get("num_train_timesteps", 1000))
 
         size_mb, num_layers = transformer_size(pipe.transformer)
-        if req.block_swap_enabled and any(p.is_cuda for p in pipe.transformer.parameters()):
-            # An unswapped run left the pipeline on the GPU: step 2 must see
-            # the GPU without it, and the swap must start from host memory.
+        on_gpu_before = any(p.is_cuda for m in pipe.components.values() if isinstance(m, torch.nn.Module)
+                            for p in m.parameters())
+        if req.block_swap_enabled and on_gpu_before:
+            # An earlier run left the pipeline, or the parts Phases brought
+            # in, on the GPU: step 2 must see the GPU without them, and the
+            # swap must start from host memory.
             pipe.to("cpu")
             torch.cuda.empty_cache()
         passes = 2 if req.cfg > 1.0 else 1

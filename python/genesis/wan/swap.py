@@ -59,15 +59,24 @@ class Placement:
         return info, stats["timeline"]
 
     def close(self) -> None:
+        """Undoes every swap and the phases' hooks, each even when one before
+        it fails (the first error is raised at the end)."""
+        undo: list[Any] = []
         if self.phases is not None:
-            self.phases.remove()
-            self.phases = None
-        for h in self.handles:
-            h.remove(reload=False)  # a file-backed transformer stays so; others reload anyway
-        self.handles = []
+            undo.append(self.phases.remove)
+        # A file-backed transformer stays so; the others get their weights back.
+        undo += [lambda h=h: h.remove(reload=False) for h in self.handles]
         if self.text_encoder is not None:
-            self.text_encoder.remove()
-            self.text_encoder = None
+            undo.append(self.text_encoder.remove)
+        self.phases, self.handles, self.text_encoder = None, [], None
+        error: BaseException | None = None
+        for step in undo:
+            try:
+                step()
+            except BaseException as e:  # noqa: BLE001 - the rest still goes; raised below
+                error = error or e
+        if error is not None:
+            raise error
 
 
 def swap_text_encoder(encoder: Any, device: str, log: LogFn,
