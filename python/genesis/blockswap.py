@@ -124,7 +124,7 @@ def _forbid_backward(out: Any) -> None:
             _forbid_backward(o)
 
 
-def _oom_types() -> tuple[type[BaseException], ...]:
+def out_of_memory_errors() -> tuple[type[BaseException], ...]:
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
     return (oom,)
 
@@ -547,7 +547,7 @@ class BlockSwap:
         if self.device.type == "cuda":
             try:
                 self.model.to(self.device)
-            except _oom_types() as e:
+            except out_of_memory_errors() as e:
                 logger.warning("genesis block swap: the unswapped model does not fit either: %s", e)
 
     def _warn(self, msg: str, warn: bool = True) -> None:
@@ -706,7 +706,7 @@ class BlockSwap:
                     break
                 except BaseException as e:  # a cancel or a user's error too
                     self._release_held()
-                    if isinstance(e, _oom_types()) and self._stream_more(e):
+                    if isinstance(e, out_of_memory_errors()) and self._stream_more(e):
                         continue
                     # Only our hooks call libvram in a forward. One recovery
                     # per forward: a fresh engine failing again is not retried.

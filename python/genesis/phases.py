@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .blockswap import attached
+from .blockswap import attached, out_of_memory_errors
 from .devices import resolve_device
 from .modelinfo import model_dim, module_bytes
 from .planning import HardwareSnapshot
@@ -86,6 +86,7 @@ class Phases:
         self.current: str | None = None
         self.history: list[str] = []
         self.moves: list[tuple[str, str]] = []
+        self.tiled: list[Any] = []  # VAEs switched to tiling after running out of memory
         self._hooks: list[Any] = []
         self._wrapped: list[tuple[Any, str, Any, Any]] = []  # owner, attr, ours, before
         names = list(self.components)
@@ -175,11 +176,12 @@ class Phases:
         self.enter(phase)
         yield
 
-    def _wrap(self, owner: Any, attr: str, phase: str, inputs_follow: bool = False) -> None:
-        """owner.attr enters `phase` first; inputs_follow (owner a module):
-        its tensor arguments then move to where the phase put it.
-        diffusers moves the VAE's input to the VAE's device before calling
-        decode/encode, which while the components take turns is still the CPU."""
+    def _wrap(self, owner: Any, attr: str, phase: str, vae: bool = False) -> None:
+        """owner.attr enters `phase` first. For the VAE (a module), its
+        tensor arguments then move to where the phase put it: diffusers
+        moves them to the VAE's device before calling decode/encode, which
+        while the components take turns is still the CPU. And a VAE call
+        that runs out of GPU memory is retried tiled (see _tile)."""
         fn = getattr(owner, attr, None)
         if fn is None:
             return
@@ -187,16 +189,39 @@ class Phases:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             self.enter(phase)
-            if inputs_follow and isinstance(owner, nn.Module):
-                p = next(owner.parameters(), None)
-                if p is not None:
-                    args = tuple(_moved(a, p.device) for a in args)
-                    kwargs = {k: _moved(v, p.device) for k, v in kwargs.items()}
-            return fn(*args, **kwargs)
+            if not (vae and isinstance(owner, nn.Module)):
+                return fn(*args, **kwargs)
+            p = next(owner.parameters(), None)
+            if p is not None:
+                args = tuple(_moved(a, p.device) for a in args)
+                kwargs = {k: _moved(v, p.device) for k, v in kwargs.items()}
+            try:
+                return fn(*args, **kwargs)
+            except out_of_memory_errors() as e:
+                if not self._tile(owner, f"{attr}: {str(e).splitlines()[0]}"):
+                    raise
+            return fn(*args, **kwargs)  # outside the except: its frames are freed
 
         before = getattr(owner, "__dict__", {}).get(attr, _MISSING)  # one set on the instance
         setattr(owner, attr, wrapper)
         self._wrapped.append((owner, attr, wrapper, before))
+
+    def _tile(self, vae: Any, why: str) -> bool:
+        """Turns on a diffusers VAE's tiled decoding and encoding (slices
+        of the frame, far less memory, the same video up to the blended tile
+        seams) after it ran out of memory; remove() turns it off again.
+        False when it has no tiling or already tiles."""
+        if getattr(vae, "use_tiling", True) or not hasattr(vae, "enable_tiling"):
+            return False
+        vae.enable_tiling()
+        self.tiled.append(vae)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        msg = f"VAE out of memory ({why}): retrying with tiled decoding"
+        logger.warning(msg)
+        if self.log:
+            self.log(f"[VRAM] VAE 显存不足, 改用分块解码重试 ({why})")
+        return True
 
     def install(self, pipe: Any) -> Phases:
         """Hooks a diffusers-style pipeline: encode_prompt / encode_image ->
@@ -210,11 +235,14 @@ class Phases:
                     lambda _m, _a, name=name: self.enter(name)))
         vae = getattr(pipe, "vae", None)
         if vae is not None:
-            self._wrap(vae, "decode", "decode", inputs_follow=True)
-            self._wrap(vae, "encode", "decode", inputs_follow=True)
+            self._wrap(vae, "decode", "decode", vae=True)
+            self._wrap(vae, "encode", "decode", vae=True)
         return self
 
     def remove(self) -> None:
+        for vae in self.tiled:
+            vae.disable_tiling()
+        self.tiled = []
         for h in self._hooks:
             h.remove()
         for owner, attr, ours, before in reversed(self._wrapped):

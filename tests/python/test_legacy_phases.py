@@ -349,6 +349,54 @@ def test_the_vae_gets_its_input_where_its_phase_puts_it() -> None:
     ph.remove()
 
 
+def test_a_vae_out_of_memory_retries_tiled_for_the_run() -> None:
+    """A VAE decode that runs out of GPU memory is retried with the VAE's
+    tiled decoding (diffusers' enable_tiling), which stays on for the run
+    and is turned off when the phases are removed; an error that is not
+    out of memory, or one while already tiling, is raised."""
+
+    class Vae(torch.nn.Module):
+        use_tiling = False
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+            self.calls: list[bool] = []
+
+        def enable_tiling(self) -> None:
+            self.use_tiling = True
+
+        def disable_tiling(self) -> None:
+            self.use_tiling = False
+
+        def decode(self, z: torch.Tensor) -> torch.Tensor:
+            self.calls.append(self.use_tiling)
+            if z.shape[0] > 2 and not self.use_tiling:
+                raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+            if z.shape[0] > 4:
+                raise torch.OutOfMemoryError("CUDA out of memory, even tiled (injected)")
+            return self.proj(z)
+
+    vae, log = Vae(), []
+    ph = Phases({"vae": vae}, device="cpu", vram_mb=10000, width=16, height=16, frames=1,
+                log=log.append)
+
+    class Pipe:
+        pass
+
+    pipe = Pipe()
+    pipe.vae = vae  # type: ignore[attr-defined]
+    ph.install(pipe)
+    with torch.no_grad():
+        assert vae.decode(torch.ones(2, 8)).shape == (2, 8) and vae.calls == [False]
+        assert vae.decode(torch.ones(3, 8)).shape == (3, 8) and vae.calls[1:] == [False, True]
+        assert ph.tiled == [vae] and "VAE 显存不足" in log[-1]
+        with pytest.raises(torch.OutOfMemoryError, match="even tiled"):
+            vae.decode(torch.ones(5, 8))
+    ph.remove()
+    assert not vae.use_tiling and ph.tiled == []
+
+
 def test_closing_a_placement_undoes_every_swap_even_after_a_failure() -> None:
     from genesis.wan.swap import Placement
 
