@@ -126,7 +126,9 @@ class Phases:
         module = self.components[name]
         swap = attached(module)
         if swap is None:
-            module.to(self.device if into else "cpu")
+            # Outside a generation's inference mode: the moved weights outlive it.
+            with torch.inference_mode(False):
+                module.to(self.device if into else "cpu")
         elif _fixed(module):
             return
         elif into:

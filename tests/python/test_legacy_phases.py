@@ -349,6 +349,20 @@ def test_the_vae_gets_its_input_where_its_phase_puts_it() -> None:
     ph.remove()
 
 
+def test_components_moved_inside_inference_mode_keep_ordinary_weights() -> None:
+    """The app runs the pipeline under torch.inference_mode; a component
+    Phases moves there must not come out with inference tensors (a later
+    load_state_dict or training would fail on them). The meta device stands
+    in for the GPU."""
+    te, vae = tiny(d=64, n=1), tiny(d=512, n=8)
+    ph = Phases({"text_encoder": te, "vae": vae}, device="meta", vram_mb=70,
+                width=16, height=16, frames=1)
+    assert not ph.together
+    with torch.inference_mode():
+        ph.enter("encode")
+    assert all(p.device.type == "meta" and not p.is_inference() for p in te.parameters())
+
+
 def test_a_vae_out_of_memory_retries_tiled_for_the_run() -> None:
     """A VAE decode that runs out of GPU memory is retried with the VAE's
     tiled decoding (diffusers' enable_tiling), which stays on for the run
