@@ -16,8 +16,9 @@ Measures, on any machine:
      (genesis.wan.runner.WanGenerator) without swapping, with the automatic
      plan, and with every block streamed (manual);
   4. the planner's predictions for Wan2.2 A14B's experts taking turns on
-     consumer cards, against sharing the GPU (expert_turns), and for Wan's
-     text encoder alone on small cards (text_encoder_fit);
+     consumer cards, against sharing the GPU (expert_turns), what a turn
+     costs here (turn_cost), and Wan's text encoder alone on small cards
+     (text_encoder_fit);
 then writes docs/BENCHMARKS.md (tables, machine, date, commands) and
 docs/benchmarks_cpu.png. The GPU section comes from --gpu (stored runs of
 bench/gpu_bench.py, rendered by bench/gpu_report.py, with docs/benchmarks_gpu.png)
@@ -292,6 +293,53 @@ def expert_turns() -> list[dict[str, Any]]:
     return rows
 
 
+def turn_cost(runs: int) -> list[dict[str, Any]]:
+    """What one turn costs (BlockSwap.park, then unpark): a 40-block model
+    of 16 MiB blocks (fp32 d=1024, 0.64 GiB), 24 streamed, host backend;
+    its weights in RAM, and file-backed (read from the page cache)."""
+    import tempfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    from genesis.blockswap import apply_block_swap, attached
+    from genesis.loading import load_swapped
+    from models import TinyModel
+
+    torch.set_num_threads(1)
+    plan = dict(auto_hardware_tuning=False, blocks_to_swap=24, vram_mb=2048, width=16, height=16,
+                frames=1)
+
+    def timed(swap: Any) -> dict[str, float]:
+        park, unpark = [], []
+        for _ in range(runs):
+            t = time.perf_counter()
+            swap.park()
+            park.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            swap.unpark()
+            unpark.append(time.perf_counter() - t)
+        return {"park_ms": statistics.median(park) * 1e3,
+                "unpark_ms": statistics.median(unpark) * 1e3}
+
+    model = TinyModel(d=1024, n=40).eval()
+    gib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        save_file(model.state_dict(), str(path))
+        swap = apply_block_swap(model, **plan)
+        rows.append({"case": "weights in RAM", "gib": gib, **timed(swap)})
+        swap.remove()
+        loaded = load_swapped(lambda: TinyModel(d=1024, n=40), path, **plan)
+        swap = attached(loaded)
+        rows.append({"case": "file-backed (page cache)", "gib": gib, **timed(swap)})
+        swap.remove(reload=False)
+    for r in rows:
+        log(f"turn, {r['case']}: park {r['park_ms']:.0f} ms, unpark {r['unpark_ms']:.0f} ms")
+    return rows
+
+
 def text_encoder_fit() -> list[dict[str, Any]]:
     """umT5-xxl (Wan's 11 GB text encoder) alone on small cards, as the app
     plans it (genesis.wan.swap.swap_text_encoder: 90% of the card, one
@@ -502,11 +550,19 @@ def write_doc(data: dict[str, Any], png: bool, gpu: Path | None, out: Path) -> N
         "(the expert's pinned and resident blocks read again), not per step. Pinned RAM: sharing",
         "holds both experts' pinned blocks at once; what no longer fits is staged through pageable",
         "RAM or read from disk (`staged`).",
-        "",
-        "| card | video (tokens) | threshold | taking turns: streamed, s/step | sharing: streamed, "
-        "s/step | pinned GiB: turns / sharing (staged) |",
-        "|---|---|---|---|---|---|",
     ]
+    if data.get("turn_cost"):
+        g = data["turn_cost"][0]["gib"]
+        L += ["", f"What a turn costs, measured here: `park()` then `unpark()` of a 40-block "
+              f"model ({g:.2f} GiB fp32, 24 blocks streamed, host backend), median of "
+              f"{data['runs']}. A 14B expert is about {28.6 / 1.0737 / g:.0f}x larger; on a GPU "
+              "the resident blocks also cross the bus once each way.", "",
+              "| weights | park ms | unpark ms |", "|---|---|---|"]
+        L += [f"| {r['case']} | {r['park_ms']:.0f} | {r['unpark_ms']:.0f} |"
+              for r in data["turn_cost"]]
+    L += ["", "| card | video (tokens) | threshold | taking turns: streamed, s/step | sharing: "
+          "streamed, s/step | pinned GiB: turns / sharing (staged) |",
+          "|---|---|---|---|---|---|"]
     for r in data.get("expert_turns", []):
         beside = (f"{r['beside_streamed']} of 40, {r['beside_step_s']:.2f}"
                   if r.get("beside_streamed") is not None else "does not fit")
@@ -587,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     data["blockswap"] = blockswap_overhead(a.runs)
     log(f"blockswap overhead: {time.perf_counter() - t:.1f} s")
     data["expert_turns"], data["text_encoder"] = expert_turns(), text_encoder_fit()
+    data["turn_cost"] = turn_cost(a.runs)
     if not a.skip_wan:
         data["tiny_wan"] = tiny_wan(a.runs)
     png = plot(data, doc.parent / "benchmarks_cpu.png")
