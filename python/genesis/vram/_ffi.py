@@ -88,11 +88,14 @@ class _Sized(Structure):
         s.size = ctypes.sizeof(cls)
         return s
 
+    @classmethod
+    def field_names(cls) -> list[str]:
+        """The fields after `size`, in order."""
+        return [f[0] for f in cls._fields_ if f[0] != "size"]
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, ctype, *_bits in self._fields_:
-            if name == "size":
-                continue
+        for name in self.field_names():
             value = getattr(self, name)
             if isinstance(value, bytes):
                 value = value.decode("utf-8", "replace")

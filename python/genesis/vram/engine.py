@@ -31,7 +31,7 @@ class Engine(Handle):
         o = _ffi.EngineOptions.new()
         _ffi.lib.vram_engine_options_init(ctypes.byref(o))
         o.backend = BACKENDS[backend] if isinstance(backend, str) else int(backend)
-        names = {f[0] for f in _ffi.EngineOptions._fields_} - {"size", "backend"}
+        names = set(_ffi.EngineOptions.field_names()) - {"backend"}
         for k, v in options.items():
             if k not in names:
                 raise TypeError(f"unknown engine option {k!r}; known: {', '.join(sorted(names))}")

@@ -123,9 +123,7 @@ class Hardware(Handle):
 def memory_stats_json(stats: MemoryStats) -> dict[str, Any]:
     """The library's own JSON of the stats (for round-trip checks)."""
     s = _ffi.MemoryStatsC.new()
-    for k, *_ in _ffi.MemoryStatsC._fields_:
-        if k == "size":
-            continue
+    for k in _ffi.MemoryStatsC.field_names():
         v = getattr(stats, k)
         setattr(s, k, v.encode() if isinstance(v, str) else v)
     out = ctypes.c_void_p()

@@ -13,7 +13,7 @@ from .errors import NotFound, check
 from .hardware import Hardware
 from .layout import Layout
 
-OPTION_NAMES: tuple[str, ...] = tuple(f[0] for f in _ffi.PlanOptions._fields_ if f[0] != "size")
+OPTION_NAMES: tuple[str, ...] = tuple(_ffi.PlanOptions.field_names())
 
 _EXPLAIN_FORMATS = {"zh": _ffi.EXPLAIN_ZH, "en": _ffi.EXPLAIN_EN, "json": _ffi.EXPLAIN_JSON}
 
