@@ -231,7 +231,8 @@ class BlockSwap:
         self._broken = ""  # weights lost (see _materialize): every forward raises
         self._held: set[int] = set()  # streamed blocks acquired by a pre-hook, not yet released
         # What engines destroyed since gave: bytes copied, and the last one's
-        # stats and timeline (a parked swap still reports its run).
+        # stats and, when it was parked, timeline (a parked swap still
+        # reports its run).
         self._bytes_retired = 0
         self._retired: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
         self._lock = threading.RLock()  # one forward at a time: the slots are shared
@@ -465,15 +466,17 @@ class BlockSwap:
         for s, t in zip(blk.slots, copies):
             s.set(t)
 
-    def _destroy_engine(self) -> None:
+    def _destroy_engine(self, keep_timeline: bool = False) -> None:
         """Weights back in torch tensors, then the engine (host regions,
-        spill file, device slots) freed, even when the first part fails."""
+        spill file, device slots) freed, even when the first part fails.
+        keep_timeline: its timeline stays readable (parking), which costs a
+        read of every entry, so only then."""
         engine, self.active = self.engine, False
         if engine is None:
             return
         try:
             stats = engine.stats()
-            self._retired = (stats, engine.timeline())
+            self._retired = (stats, engine.timeline() if keep_timeline else [])
             self._bytes_retired += int(stats["bytes_copied"])
         except VramError:
             pass  # a failing engine: its numbers are lost with it
@@ -484,7 +487,7 @@ class BlockSwap:
             self.engine = None
             _LIVE.discard(self)
 
-    def _retire_engine(self, why: str) -> None:
+    def _retire_engine(self, why: str, keep_timeline: bool = False) -> None:
         """Waits for the engine's copies, then _destroy_engine, and the
         hooks follow; a failing synchronize is logged (destroy still syncs
         the streams it owns)."""
@@ -494,7 +497,7 @@ class BlockSwap:
             except VramError as e:
                 logger.warning("genesis block swap: engine synchronize failed on %s: %s", why, e)
         try:
-            self._destroy_engine()
+            self._destroy_engine(keep_timeline)
         finally:
             self._sync_hooks()
 
@@ -791,7 +794,7 @@ class BlockSwap:
             if self.parked or attached(self.model) is not self:
                 return
             if self.engine is not None:
-                self._retire_engine("park")
+                self._retire_engine("park", keep_timeline=True)
             elif self.source is None:  # unswapped after a fallback: all of it moves
                 self.model.to("cpu")
             self._move_rest(torch.device("cpu"))

@@ -53,9 +53,9 @@ class Placement:
                               "experts_take_turns": self.phases.experts_take_turns}
         if len(self.handles) > 1:
             info["expert_2"] = {k: reports[1][k] for k in ("bytes_streamed", "overlap_ratio", "streamed_count")}
-        te = self.text_encoder
+        te = self.text_encoder.report() if self.text_encoder is not None else None
         info["text_encoder_swap"] = None if te is None else {
-            k: te.report()[k] for k in ("bytes_streamed", "streamed_count", "resident_count")}
+            k: te[k] for k in ("bytes_streamed", "streamed_count", "resident_count")}
         return info, stats["timeline"]
 
     def close(self) -> None:
