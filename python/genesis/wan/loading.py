@@ -39,6 +39,12 @@ class ModelSpec:
     def is_tiny(self) -> bool:
         return self.model.strip() in ("", *tiny.TINY_NAMES)
 
+    def tiny_name(self, i2v: bool) -> str:
+        """The built-in tiny model a tiny spec runs: an input image (i2v)
+        takes the tiny image-to-video model (there is no tiny I2V A14B)."""
+        model = self.model.strip()
+        return tiny.TINY_I2V if (i2v or model == tiny.TINY_I2V) else model or tiny.TINY_T2V
+
 
 TRANSFORMERS = ("transformer", "transformer_2")  # Wan2.2 A14B has two experts
 
@@ -96,9 +102,7 @@ def resolve_folder(spec: ModelSpec, want_i2v: bool) -> tuple[Path, Path | None]:
     """(diffusers folder, single-file checkpoint or None) for a spec."""
     model = spec.model.strip()
     if spec.is_tiny:
-        # An input image takes the tiny image-to-video model (there is no tiny I2V A14B).
-        name = tiny.TINY_I2V if (want_i2v or model == tiny.TINY_I2V) else model or tiny.TINY_T2V
-        return tiny.tiny_model_path(name), None
+        return tiny.tiny_model_path(spec.tiny_name(want_i2v)), None
     path = Path(model).expanduser()
     if path.suffix in (".safetensors", ".sft"):
         if not path.is_file():

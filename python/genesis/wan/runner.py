@@ -27,7 +27,6 @@ import numpy as np
 from . import swap
 from .loading import LoadedModel, ModelSpec, load_pipeline, transformer_size
 from .schedulers import make_scheduler
-from .tiny import TINY_I2V, TINY_T2V
 from .validation import InputError, validate_request
 from .video import gallery_frames, to_uint8_frames, write_mp4
 from .vram_setup import LogFn, VramSettings, build_block_swap_args
@@ -262,8 +261,8 @@ class WanGenerator:
         # The first step includes text encoding; the steady state is the rest.
         steady = step_times[1:] or step_times
         meta: dict[str, Any] = {
-            "model": str(loaded.path) if not loaded.is_tiny else
-            f"{TINY_I2V if loaded.i2v else loaded.spec.model.strip() or TINY_T2V} (built-in)",
+            "model": f"{loaded.spec.tiny_name(loaded.i2v)} (built-in)" if loaded.is_tiny
+            else str(loaded.path),
             "task": "image-to-video" if loaded.i2v else "text-to-video",
             "device": self.device,
             "prompt": req.prompt,
