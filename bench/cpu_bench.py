@@ -247,33 +247,40 @@ def tiny_wan(runs: int) -> list[dict[str, Any]]:
     return rows
 
 
+# DRAM of the simulated machine the planner predictions are made for, so
+# they do not depend on this one.
+PREDICTION_DRAM_MB = 64 * 1024
+
+
+def predicted_plan(layout: Any, gpu: str, used_mb: float = 0, pinned_mb: float = 0,
+                   **options: Any) -> dict[str, Any]:
+    """The automatic plan's summary for `layout` on GPU profile `gpu` with
+    `used_mb` of its VRAM and `pinned_mb` of the DRAM already taken."""
+    from genesis.vram import Hardware, Plan
+
+    hw = Hardware.probe(gpus=False)
+    hw.simulate_gpu(gpu, index=0)
+    hw.set_vram(hw.gpu(0)["total_bytes"] / 2**20, used_mb, index=0)
+    hw.set_dram(PREDICTION_DRAM_MB, PREDICTION_DRAM_MB - pinned_mb)
+    return Plan.create(layout, hw, gpu_index=0, auto_hardware_tuning=True, **options).summary()
+
+
 def expert_turns() -> list[dict[str, Any]]:
     """Wan2.2 A14B's two experts on consumer cards, as the planner predicts
     (no GPU needed): the low-noise expert planned for the whole GPU (it
     takes turns with the high-noise one, which is parked), against planned
     beside the high-noise expert's engine (its resident blocks, rest and
     slots counted as used VRAM, and its pinned blocks as used DRAM, as the
-    app did before turns). DRAM is fixed at 64 GiB so the rows do not depend
-    on this machine."""
-    from genesis.vram import DoesNotFit, Hardware, Layout, Plan
+    app did before turns)."""
+    from genesis.vram import DoesNotFit, Layout
 
     layout = Layout.from_catalog("wan2.2-t2v-a14b")
-
-    dram_mb = 64 * 1024
-
-    def plan(gpu: str, used_mb: float, pinned_mb: float, **options: Any) -> dict[str, Any]:
-        hw = Hardware.probe(gpus=False)
-        hw.simulate_gpu(gpu, index=0)
-        hw.set_vram(hw.gpu(0)["total_bytes"] / 2**20, used_mb, index=0)
-        hw.set_dram(dram_mb, dram_mb - pinned_mb)
-        return Plan.create(layout, hw, gpu_index=0, auto_hardware_tuning=True, **options).summary()
-
     rows = []
     for gpu in ("RTX 4090", "RTX 5090"):
         for w, h, f in ((832, 480, 81), (1280, 720, 81), (480, 320, 33)):
             for thr in (50, 90):
                 opts = dict(width=w, height=h, frames=f, vram_threshold_percent=thr)
-                alone = plan(gpu, 0, 0, **opts)
+                alone = predicted_plan(layout, gpu, **opts)
                 footprint = alone["resident_bytes"] + alone["rest_bytes"] + alone["slot_bytes"]
                 row = {"gpu": gpu, "video": f"{w}x{h}x{f}", "tokens": alone["tokens"],
                        "threshold": thr, "alone_streamed": alone["streamed_count"],
@@ -281,7 +288,8 @@ def expert_turns() -> list[dict[str, Any]]:
                        "first_footprint_gib": footprint / 2**30,
                        "pinned_gib": alone["pinned_bytes"] / 2**30}
                 try:
-                    beside = plan(gpu, footprint / 2**20, alone["pinned_bytes"] / 2**20, **opts)
+                    beside = predicted_plan(layout, gpu, footprint / 2**20,
+                                            alone["pinned_bytes"] / 2**20, **opts)
                     row.update(beside_streamed=beside["streamed_count"],
                                beside_step_s=beside["predicted_step_ms"] / 1000,
                                beside_pinned_gib=beside["pinned_bytes"] / 2**30,
@@ -346,17 +354,13 @@ def text_encoder_fit() -> list[dict[str, Any]]:
     512-token pass): how many of its 24 blocks stream, and the pass's
     predicted time against all resident."""
     from genesis.phases import ALONE_THRESHOLD
-    from genesis.vram import Hardware, Layout, Plan
+    from genesis.vram import Layout
     from genesis.wan.swap import TEXT_PASS
 
     layout = Layout.from_catalog("umt5-xxl")
     rows = []
     for gpu in ("RTX 3080", "RTX 3060 12GB", "RTX 4060 Ti 16GB"):
-        hw = Hardware.probe(gpus=False)
-        hw.simulate_gpu(gpu, index=0)
-        hw.set_dram(64 * 1024, 64 * 1024)
-        s = Plan.create(layout, hw, gpu_index=0, auto_hardware_tuning=True,
-                        vram_threshold_percent=ALONE_THRESHOLD, **TEXT_PASS).summary()
+        s = predicted_plan(layout, gpu, vram_threshold_percent=ALONE_THRESHOLD, **TEXT_PASS)
         rows.append({"gpu": gpu, "streamed": s["streamed_count"], "blocks": s["block_count"],
                      "peak_gib": s["predicted_peak_bytes"] / 2**30,
                      "pass_ms": s["predicted_forward_ms"], "resident_ms": s["resident_forward_ms"]})
@@ -620,10 +624,6 @@ def main(argv: list[str] | None = None) -> int:
     gpu = Path(a.gpu).resolve() if a.gpu else None
     if a.from_json:
         data = json.loads(Path(a.json).read_text())
-        if "expert_turns" not in data or "text_encoder" not in data:  # predictions: made here
-            setup_genesis(Path(a.build).resolve())
-            data["expert_turns"], data["text_encoder"] = expert_turns(), text_encoder_fit()
-            Path(a.json).write_text(json.dumps(data, indent=2))
         write_doc(data, (doc.parent / "benchmarks_cpu.png").exists(), gpu, doc)
         log(f"wrote {doc} from {a.json}")
         return 0
