@@ -5,7 +5,7 @@
 
 A session folder holds run1/, run2/, ... (what scripts/device_run.sh wrote to
 $OUT): each a results.json, and where that run made them gpu_check.log and
-gpu_check_python.log, and optionally notes.md (included as written). A single
+gpu_check_python.log (or app_check.log), and optionally notes.md (included as written). A single
 results.json may be given instead. The combined
 table keeps, per mode and token count, the first run that measured it (a later
 run fills in what an earlier one missed) and names that run; the targets of
@@ -22,7 +22,7 @@ from typing import Any
 
 GB = 1e9
 PEERS = ("legacy", "legacy-default", "diffusers-group", "mmgp")
-LOGS = ("gpu_check.log", "gpu_check_python.log")
+LOGS = ("gpu_check.log", "gpu_check_python.log", "app_check.log")
 
 
 def load_runs(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -28,6 +28,8 @@ for f in .device/deb/*.deb; do dpkg -x "$f" "$cj"; done
 export LD_LIBRARY_PATH="$cj/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site .device/whl/*.whl || exit 1
+cp -r .device/iff/imageio_ffmpeg /tmp/site/ && xz -d /tmp/site/imageio_ffmpeg/binaries/ffmpeg-*.xz &&
+  chmod +x /tmp/site/imageio_ffmpeg/binaries/ffmpeg-* || exit 1
 export PYTHONPATH="/tmp/site:$PWD/python" PYTHONUNBUFFERED=1
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,pcie.link.gen.max,pcie.link.width.max \
