@@ -419,6 +419,7 @@ typedef struct vram_option_range {
     int step;          /* > 0: value - min is a multiple of it (width, frames) */
     bool manual_only;  /* read only with auto_hardware_tuning off (auto plans
                           the same whatever its value) */
+    bool zero_unset;   /* 0 (min) means "not set" (measured_*, max_pinned_mb) */
 } vram_option_range;
 
 /* The range of the vram_plan_options field `name` ("num_cuda_streams"), for
@@ -516,8 +517,8 @@ typedef enum vram_explain_format {
     VRAM_EXPLAIN_JSON = 2 /* everything, machine-readable */
 } vram_explain_format;
 
-/* Text or JSON of the plan, with the memory state from `hw` (may be NULL:
- * the state the plan saw). Free with vram_free. */
+/* Text or JSON of the plan, with the memory state the plan saw. Free with
+ * vram_free. */
 VRAM_API int vram_plan_explain(const vram_plan *plan, int format, char **out);
 
 /* ------------------------------------------------------------------ */
@@ -577,14 +578,18 @@ VRAM_API int vram_engine_load_files(vram_engine *eng);
  * waits for the copy. */
 VRAM_API int vram_engine_acquire(vram_engine *eng, int block, void *stream, uint64_t *device_addr);
 /* Block b's compute on `stream` is enqueued; its slot may be reused after
- * it ends. Starts prefetching the next streamed blocks. */
+ * it ends. Starts prefetching the next streamed blocks: an error from that
+ * (or one a disk-tier read left) is returned, but the block is released
+ * all the same. */
 VRAM_API int vram_engine_release(vram_engine *eng, int block, void *stream);
 /* Waits for all copies issued so far. */
 VRAM_API int vram_engine_synchronize(vram_engine *eng);
 /* Declares the execution order (block indices; default 0..n-1). Prefetch
  * follows it and wraps around into the next pass, there filling one slot
  * fewer than it has (at least one), so that after a synchronize between
- * passes the next pass's copies start at once. */
+ * passes the next pass's copies start at once. An order that is refused
+ * (a block out of range or listed twice) changes nothing; an error from
+ * the prefetch a running engine starts comes with the order in effect. */
 VRAM_API int vram_engine_set_order(vram_engine *eng, const int *blocks, int count);
 /* Copies a resident block's device bytes, or a slot's current bytes, back
  * (for tests). */

@@ -1267,32 +1267,32 @@ int vram_engine_set_order(vram_engine *eng, const int *blocks, int count) {
     if (count > eng->nblocks)
         return vram_fail(VRAM_E_RANGE, "order of %d blocks, the plan has %d", count,
                          eng->nblocks);
-    void *ctx;
-    int st = engine_lock(eng, &ctx);
-    for (int b = 0; b < eng->nblocks; b++)
-        eng->blocks[b].pos = -2; /* unseen */
+    /* Checked before the engine is touched: a refused order changes nothing. */
+    bool *seen = calloc((size_t)eng->nblocks, sizeof *seen);
+    if (!seen)
+        return vram_fail(VRAM_E_NOMEM, "vram_engine_set_order: out of memory");
+    int st = VRAM_OK;
     for (int i = 0; i < count && st == VRAM_OK; i++) {
         int b = blocks[i];
         if (b < 0 || b >= eng->nblocks)
             st = vram_fail(VRAM_E_RANGE, "order[%d] = %d out of range (0..%d)", i, b,
                            eng->nblocks - 1);
-        else if (eng->blocks[b].pos != -2)
+        else if (seen[b])
             st = vram_fail(VRAM_E_INVALID, "order lists block %d twice", b);
         else
-            eng->blocks[b].pos = i;
+            seen[b] = true;
     }
-    if (st == VRAM_OK) {
+    free(seen);
+    if (st)
+        return st;
+    void *ctx;
+    if ((st = engine_lock(eng, &ctx)) == VRAM_OK) {
         memcpy(eng->order, blocks, (size_t)count * sizeof *blocks);
         eng->norder = count;
+        rebuild_sequence(eng);
+        if (eng->running)
+            st = prefetch(eng, NULL);
     }
-    /* On error this restores the positions from the order kept before;
-     * the run position resets only with a new order. */
-    int cons = eng->cons;
-    rebuild_sequence(eng);
-    if (st != VRAM_OK)
-        eng->cons = cons;
-    if (st == VRAM_OK && eng->running)
-        st = prefetch(eng, NULL);
     engine_unlock(eng, ctx);
     return st;
 }

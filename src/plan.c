@@ -100,12 +100,16 @@ typedef struct option_rule {
     bool min_excluded;   /* only values above min */
     int step;            /* > 0: value - min is a multiple of it */
     bool manual_only;    /* read only with auto_hardware_tuning off */
+    bool zero_unset;     /* 0 means "not set" */
     const char *note;    /* appended to the message */
 } option_rule;
 
 #define RULE(field, integer, min, max, min_excluded, step, manual_only, note)                   \
     {#field, offsetof(vram_plan_options, field), integer, min, max, min_excluded, step,       \
-     manual_only, note}
+     manual_only, false, note}
+/* A double whose 0 means "not set". */
+#define RULE_UNSET(field, max) \
+    {#field, offsetof(vram_plan_options, field), false, 0, max, false, 0, false, true, " (0 = not set)"}
 static const option_rule rules[] = {
     /*   field, integer, min, max, min_excluded, step, manual_only, note */
     RULE(gpu_index, true, 0, 1023, false, 0, false, ""),
@@ -121,12 +125,13 @@ static const option_rule rules[] = {
     RULE(num_cuda_streams, true, 1, VRAM_PLAN_MAX_STREAMS, false, 0, true, ""),
     RULE(bandwidth_target, false, 0.1, 1.0, false, 0, true, ""),
     RULE(vace_blocks_to_swap, true, 0, 15, false, 0, true, ""),
-    RULE(measured_h2d_gbps, false, 0, 10000, false, 0, false, " (0 = not set)"),
-    RULE(measured_block_ms, false, 0, 1e6, false, 0, false, " (0 = not set)"),
-    RULE(max_pinned_mb, false, 0, HUGE_VAL, false, 0, false, " (0 = not set)"),
+    RULE_UNSET(measured_h2d_gbps, 10000),
+    RULE_UNSET(measured_block_ms, 1e6),
+    RULE_UNSET(max_pinned_mb, HUGE_VAL),
     RULE(disk_gbps, false, 0.01, 1000, false, 0, false, ""),
 };
 #undef RULE
+#undef RULE_UNSET
 #define RULE_COUNT (int)(sizeof rules / sizeof rules[0])
 
 static const option_rule *find_rule(const char *name) {
@@ -151,6 +156,7 @@ int vram_plan_option_range(const char *name, vram_option_range *out) {
     out->integer = r->integer;
     out->step = r->step;
     out->manual_only = r->manual_only;
+    out->zero_unset = r->zero_unset;
     return VRAM_OK;
 }
 

@@ -506,7 +506,8 @@ static uint64_t mib_to_bytes(double mb) { return (uint64_t)llround(mb * VRAM_MIB
 
 int vram_hw_set_vram(vram_hw *hw, int index, double total_mb, double used_mb) {
     if (!isfinite(total_mb) || total_mb <= 0 || total_mb > MAX_MB)
-        return vram_fail(VRAM_E_RANGE, "VRAM total %g MB must be > 0 and finite", total_mb);
+        return vram_fail(VRAM_E_RANGE, "VRAM total %g MB must be above 0 and at most %.0f MB (1 EiB)",
+                         total_mb, MAX_MB);
     if (!isfinite(used_mb) || used_mb < 0 || used_mb > total_mb)
         return vram_fail(VRAM_E_RANGE, "VRAM used %g MB must be within 0..%g MB (the total)",
                          used_mb, total_mb);
@@ -528,7 +529,8 @@ int vram_hw_set_dram(vram_hw *hw, double total_mb, double available_mb) {
     if (!hw)
         return vram_fail(VRAM_E_INVALID, "vram_hw_set_dram: hw is NULL");
     if (!isfinite(total_mb) || total_mb <= 0 || total_mb > MAX_MB)
-        return vram_fail(VRAM_E_RANGE, "DRAM total %g MB must be > 0 and finite", total_mb);
+        return vram_fail(VRAM_E_RANGE, "DRAM total %g MB must be above 0 and at most %.0f MB (1 EiB)",
+                         total_mb, MAX_MB);
     if (!isfinite(available_mb) || available_mb <= 0 || available_mb > total_mb)
         return vram_fail(VRAM_E_RANGE,
                          "DRAM available %g MB must be > 0 and at most %g MB (the total)",

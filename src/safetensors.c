@@ -371,6 +371,8 @@ int vram_layout_open(const char *path, vram_layout **out) {
     if (!path || !out)
         return vram_fail(VRAM_E_INVALID, "vram_layout_open: path or out is NULL");
     *out = NULL;
+    if (!*path)
+        return vram_fail(VRAM_E_INVALID, "vram_layout_open: the path is empty");
     vram_layout *L = layout_new();
     if (!L)
         return vram_fail(VRAM_E_NOMEM, "out of memory for a layout");

@@ -85,6 +85,19 @@ expect 0 'blocks: 3' -- "$VRAM" inspect "$tmp/tiny.safetensors"
 expect 0 'blocks.2.ffn.0.weight' -- "$VRAM" inspect "$tmp/tiny.safetensors" --tensors
 expect 0 '"tensor_count":[[:space:]]*7' -- "$VRAM" inspect "$tmp/tiny.safetensors" --json
 expect 0 'blocks:' -- "$VRAM" plan --model "$tmp/tiny.safetensors" --gpu 3060
+# More VACE blocks than Wan's 15: libvram allows them all, so the CLI does.
+python3 - "$tmp/vace20.safetensors" <<'PY'
+import json, struct, sys
+tensors, off = {}, 0
+for name in [f"blocks.{b}" for b in range(4)] + [f"vace_blocks.{b}" for b in range(20)]:
+    tensors[f"{name}.self_attn.q.weight"] = {"dtype": "BF16", "shape": [64, 64], "data_offsets": [off, off + 8192]}
+    off += 8192
+h = json.dumps(tensors).encode()
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + bytes(off))
+PY
+expect 0 '20 streamed \(20 VACE\)' -- "$VRAM" plan --model "$tmp/vace20.safetensors" --gpu 4090 --vace-blocks 20
+expect 1 'vace_blocks_to_swap is 21, allowed 0-20 for this model' -- "$VRAM" plan --model "$tmp/vace20.safetensors" --gpu 4090 --vace-blocks 21
 
 # Bad input: one clear line, non-zero exit.
 head -c 5 "$tmp/tiny.safetensors" > "$tmp/truncated.safetensors"
@@ -92,6 +105,23 @@ printf '\xff\xff\xff\xff\xff\xff\xff\x7f{}' > "$tmp/huge.safetensors"
 expect 1 'truncated|shorter|too short' -- "$VRAM" inspect "$tmp/truncated.safetensors"
 expect 1 'header' -- "$VRAM" inspect "$tmp/huge.safetensors"
 expect 1 'No such file|not found|cannot open' -- "$VRAM" inspect "$tmp/missing.safetensors"
+expect 2 'inspect: the FILE is empty' -- "$VRAM" inspect ""
+# A model path that does not exist is a missing file, not an unknown catalog name.
+expect 1 'missing.safetensors: cannot open: No such file' -- "$VRAM" plan --model "$tmp/missing.safetensors" --gpu 4090
+expect 1 'cannot open' -- "$VRAM" plan --model models/wan.safetensors --gpu 4090
+expect 2 'dram-available: 0 is out of range' -- "$VRAM" stats --dram-total 1000 --dram-available 0
+# Options that a switch given with them would leave unread are refused.
+expect 2 '--streams sets copy streams, which --no-cuda-opt turns off' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --no-cuda-opt --streams 4
+expect 2 '--max-pinned caps pinned memory, which --no-dram-opt turns off' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --max-pinned 1000 --no-dram-opt
+expect 2 '--lang is the language of --debug' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --lang en
+expect 2 '--debug and --json are two outputs' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --debug --json
+# Options whose 0 means "not set" take libvram's upper bound, and only values above 0.
+expect 0 'pinned' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --max-pinned 2e9
+expect 2 'max-pinned: 0 must be above 0' -- "$VRAM" plan --model wan2.1-t2v-14b --gpu 4090 --max-pinned 0
+expect 2 'measured-bandwidth: 20000 is out of range \(0-10000\)' -- "$VRAM" plan --model wan2.1-t2v-14b --measured-bandwidth 20000
+# A text encoder planned without a size says how to plan its prompt pass.
+expect 0 'umt5-xxl is a text encoder.*--width 512 --height 256 --frames 1 --passes 1' -- "$VRAM" plan --model umt5-xxl --gpu 3060
+expect 0 'at 512 tokens' -- "$VRAM" plan --model umt5-xxl --gpu 3060 --width 512 --height 256 --frames 1 --passes 1
 expect 2 'not a number' -- "$VRAM" plan --model wan2.1-t2v-14b --threshold abc
 expect 2 'out of range \(10-95\)' -- "$VRAM" plan --model wan2.1-t2v-14b --threshold 5
 expect 2 'out of range \(1-16\)' -- "$VRAM" plan --model wan2.1-t2v-14b --streams 17

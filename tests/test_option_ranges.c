@@ -306,8 +306,28 @@ static void test_unknown_names(void) {
     CHECK_INT(vram_plan_option_range("frames", &r), VRAM_E_INVALID);
 }
 
+/* The fields a range marks zero_unset are the ones whose 0 is the default,
+ * "not set": vram_plan_options_init leaves them at their minimum, 0. */
+static void test_zero_unset(void) {
+    static const char *unset[] = {"measured_h2d_gbps", "measured_block_ms", "max_pinned_mb"};
+    vram_plan_options o;
+    vram_plan_options_init(&o);
+    for (int i = 0; i < FIELD_COUNT; i++) {
+        bool expected = false;
+        for (int u = 0; u < 3; u++)
+            expected |= strcmp(fields[i].name, unset[u]) == 0;
+        vram_option_range r = range_of(fields[i].name);
+        CHECK_INT(r.zero_unset, expected);
+        if (expected) {
+            CHECK_NEAR(r.min, 0, 0);
+            CHECK_NEAR(*(double *)((char *)&o + fields[i].offset), 0, 0);
+        }
+    }
+}
+
 int main(void) {
     test_every_field_has_a_range();
+    test_zero_unset();
     test_bounds_are_what_validation_enforces();
     test_seed_ranges();
     test_the_planner_enforces_them();

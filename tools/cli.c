@@ -26,21 +26,23 @@ const char cli_usage[] =
     "  --gpu NAME                 simulate a built-in GPU profile\n"
     "  --vram-total MB --vram-used MB   simulate VRAM numbers\n"
     "  --dram-total MB --dram-available MB  simulate DRAM numbers\n"
-    "  --measured-bandwidth GBS   host-to-device GB/s to plan with\n"
     "plan:\n"
     "  --model FILE|NAME  --dtype bf16|fp16|fp32|fp8_e4m3fn|fp8_e5m2 (catalog models)\n"
-    "  --width W --height H --frames F    video size (default 832x480x81)\n"
+    "  --width W --height H --frames F    video size (default 832x480x81); a text\n"
+    "                     encoder's prompt pass: --width 512 --height 256 --frames 1 --passes 1\n"
     "  --threshold P      vram_threshold_percent, 10-95 (default 50)\n"
     "  --passes N         forward passes per sampling step, 1-4 (default 2: CFG)\n"
     "  --manual           manual configuration (auto_hardware_tuning off)\n"
     "  --blocks-to-swap N --streams N (1-16) --bandwidth X (0.1-1.0)\n"
-    "  --vace-blocks N (0-15)   (these four imply --manual: auto mode reads none)\n"
+    "  --vace-blocks N (0 to the model's VACE blocks; 15 in Wan's VACE)\n"
+    "                     (these four imply --manual: auto mode reads none)\n"
     "  --offload-txt-emb  --offload-img-emb\n"
-    "  --no-cuda-opt      synchronous copies (enable_cuda_optimization off)\n"
-    "  --no-dram-opt      no pinned memory (enable_dram_optimization off)\n"
+    "  --no-cuda-opt      synchronous copies (enable_cuda_optimization off; no --streams)\n"
+    "  --no-dram-opt      no pinned memory (enable_dram_optimization off; no --max-pinned)\n"
+    "  --measured-bandwidth GBS   host-to-device GB/s to plan with\n"
     "  --measured-block-ms MS   measured compute time per block\n"
     "  --max-pinned MB    cap on pinned DRAM\n"
-    "  --debug            the seed's debug log   --lang zh|en (default zh)\n"
+    "  --debug            the seed's debug log   --lang zh|en (with --debug; default zh)\n"
     "output:\n"
     "  --json             machine-readable output   --tensors (inspect: list tensors)\n"
     "bench:\n"
@@ -68,6 +70,12 @@ typedef struct opt_spec {
 /* Sets the numeric plan option `field`, within libvram's range for it. */
 #define PLAN_NUM(flag, kind, field) \
     {flag, kind, OFF(plan.field), 0, 0, CMD(CLI_PLAN), false, 0, #field}
+/* An option whose 0 means "not set": a value given is above 0. */
+#define PLAN_SET(flag, field, given) \
+    {flag, OPT_DOUBLE, OFF(plan.field), 0, 0, CMD(CLI_PLAN), false, given, #field}
+/* A video size option: a text encoder's plan notes when none is given. */
+#define PLAN_SIZE(flag, field) \
+    {flag, OPT_INT, OFF(plan.field), 0, 0, CMD(CLI_PLAN), false, OFF(have_size), #field}
 static const opt_spec specs[] = {
     {"--gpu", OPT_STRING, OFF(gpu), 0, 0, HW_CMDS, false, 0, NULL},
     {"--vram-total", OPT_DOUBLE, OFF(vram_total_mb), 1, 1e8, HW_CMDS, false, OFF(have_vram_total),
@@ -76,31 +84,30 @@ static const opt_spec specs[] = {
      NULL},
     {"--dram-total", OPT_DOUBLE, OFF(dram_total_mb), 1, 1e9, HW_CMDS, false, OFF(have_dram_total),
      NULL},
-    {"--dram-available", OPT_DOUBLE, OFF(dram_available_mb), 0, 1e9, HW_CMDS, false,
+    {"--dram-available", OPT_DOUBLE, OFF(dram_available_mb), 1, 1e9, HW_CMDS, false,
      OFF(have_dram_available), NULL},
-    {"--measured-bandwidth", OPT_DOUBLE, OFF(plan.measured_h2d_gbps), 0.01, 10000,
-     CMD(CLI_PLAN), false, 0, NULL},
+    PLAN_SET("--measured-bandwidth", measured_h2d_gbps, 0),
     {"--model", OPT_STRING, OFF(model), 0, 0, CMD(CLI_PLAN), false, 0, NULL},
     {"--dtype", OPT_DTYPE, OFF(dtype), 0, 0, CMD(CLI_PLAN) | CMD(CLI_MODELS), false, 0, NULL},
-    PLAN_NUM("--width", OPT_INT, width),
-    PLAN_NUM("--height", OPT_INT, height),
-    PLAN_NUM("--frames", OPT_INT, frames),
+    PLAN_SIZE("--width", width),
+    PLAN_SIZE("--height", height),
+    PLAN_SIZE("--frames", frames),
     PLAN_NUM("--threshold", OPT_DOUBLE, vram_threshold_percent),
     PLAN_NUM("--passes", OPT_INT, passes_per_step),
     {"--manual", OPT_FLAG, OFF(manual_flag_given), 0, 0, CMD(CLI_PLAN), true, 0, NULL},
     PLAN_NUM("--blocks-to-swap", OPT_INT, blocks_to_swap),
-    PLAN_NUM("--streams", OPT_INT, num_cuda_streams),
+    {"--streams", OPT_INT, OFF(plan.num_cuda_streams), 0, 0, CMD(CLI_PLAN), false,
+     OFF(have_streams), "num_cuda_streams"},
     PLAN_NUM("--bandwidth", OPT_DOUBLE, bandwidth_target),
     PLAN_NUM("--vace-blocks", OPT_INT, vace_blocks_to_swap),
     {"--offload-txt-emb", OPT_FLAG, OFF(plan.offload_txt_emb), 0, 0, CMD(CLI_PLAN), false, 0,
      NULL},
     {"--offload-img-emb", OPT_FLAG, OFF(plan.offload_img_emb), 0, 0, CMD(CLI_PLAN), false, 0,
      NULL},
-    {"--measured-block-ms", OPT_DOUBLE, OFF(plan.measured_block_ms), 0.001, 1e6, CMD(CLI_PLAN),
-     false, 0, NULL},
-    {"--max-pinned", OPT_DOUBLE, OFF(plan.max_pinned_mb), 1, 1e9, CMD(CLI_PLAN), false, 0, NULL},
+    PLAN_SET("--measured-block-ms", measured_block_ms, 0),
+    PLAN_SET("--max-pinned", max_pinned_mb, OFF(have_max_pinned)),
     {"--debug", OPT_FLAG, OFF(debug), 0, 0, CMD(CLI_PLAN), false, 0, NULL},
-    {"--lang", OPT_LANG, OFF(lang), 0, 0, CMD(CLI_PLAN), false, 0, NULL},
+    {"--lang", OPT_LANG, OFF(lang), 0, 0, CMD(CLI_PLAN), false, OFF(have_lang), NULL},
     {"--json", OPT_FLAG, OFF(json), 0, 0, ~0u, false, 0, NULL},
     {"--tensors", OPT_FLAG, OFF(tensors), 0, 0, CMD(CLI_INSPECT), false, 0, NULL},
     {"--backend", OPT_BACKEND, OFF(backend), 0, 0, CMD(CLI_BENCH), false, 0, NULL},
@@ -195,9 +202,14 @@ static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char 
         vram_option_range r = {.size = sizeof r, .min = sp->min, .max = sp->max};
         if (sp->plan_option && vram_plan_option_range(sp->plan_option, &r) != VRAM_OK)
             return failf(err, errlen, "%s: %s", sp->name, vram_last_error());
+        /* libvram raises 15 for a model with more VACE blocks: the plan checks. */
+        if (sp->offset == OFF(plan.vace_blocks_to_swap))
+            r.max = HUGE_VAL;
         if (v < r.min || v > r.max)
             return failf(err, errlen, "%s: %s is out of range (%g-%g)", sp->name, value, r.min,
                          r.max);
+        if (v <= r.min && (r.min_excluded || r.zero_unset))
+            return failf(err, errlen, "%s: %s must be above %g", sp->name, value, r.min);
         if (sp->kind == OPT_INT)
             *(int *)field = (int)v;
         else
@@ -234,6 +246,8 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errlen) {
         const char *arg = argv[i];
         if (arg[0] != '-' || arg[1] != '-') {
             if (a->command == CLI_INSPECT && !a->file) {
+                if (!*arg)
+                    return failf(err, errlen, "inspect: the FILE is empty");
                 a->file = arg;
                 continue;
             }
@@ -299,8 +313,21 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errlen) {
         return failf(err, errlen, "inspect needs a FILE (.safetensors or .index.json)");
     if (a->command == CLI_PLAN && !a->model)
         return failf(err, errlen, "plan needs --model FILE|NAME (see 'vram models')");
-    /* The rest of libvram's rules (a width off its step): bad usage too. */
-    if (a->command == CLI_PLAN && vram_plan_options_validate(&a->plan) != VRAM_OK)
+    /* Options that the switches given with them would leave unread. */
+    if (a->have_streams && !a->plan.enable_cuda_optimization)
+        return failf(err, errlen, "--streams sets copy streams, which --no-cuda-opt turns off");
+    if (a->have_max_pinned && !a->plan.enable_dram_optimization)
+        return failf(err, errlen, "--max-pinned caps pinned memory, which --no-dram-opt turns "
+                                  "off");
+    if (a->have_lang && !a->debug)
+        return failf(err, errlen, "--lang is the language of --debug's log: give --debug");
+    if (a->debug && a->json)
+        return failf(err, errlen, "--debug and --json are two outputs: give one");
+    /* The rest of libvram's rules (a width off its step): bad usage too;
+     * the VACE count against the model is checked when the plan is made. */
+    vram_plan_options rules = a->plan;
+    rules.vace_blocks_to_swap = 0;
+    if (a->command == CLI_PLAN && vram_plan_options_validate(&rules) != VRAM_OK)
         return failf(err, errlen, "%s", vram_last_error());
     return 0;
 }

@@ -31,9 +31,11 @@ typedef struct cli_args {
     /* Planner options (defaults from vram_plan_options_init). */
     vram_plan_options plan;
     bool manual_flag_given; /* a manual-only option implied --manual */
+    bool have_streams, have_max_pinned, have_size; /* given: checked against the switches */
     /* Output. */
     bool json, debug, tensors;
     int lang; /* VRAM_EXPLAIN_ZH or VRAM_EXPLAIN_EN */
+    bool have_lang;
     /* bench */
     int backend;
     double bench_mb;

@@ -300,9 +300,16 @@ static int cmd_inspect(const cli_args *a) {
     return st ? report(st, a->file) : 0;
 }
 
-/* A path that exists is a model file; anything else names a catalog entry. */
+/* A path that exists, or that looks like one (a '/' or a model file's
+ * extension: its error then names the file), is a model file; anything
+ * else names a catalog entry. */
 static int open_model(const cli_args *a, vram_layout **out) {
-    if (access(a->model, F_OK) == 0)
+    static const char *const exts[] = {".safetensors", ".json"};
+    bool path = access(a->model, F_OK) == 0 || strchr(a->model, '/');
+    size_t n = strlen(a->model);
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+        path |= n > strlen(exts[i]) && strcmp(a->model + n - strlen(exts[i]), exts[i]) == 0;
+    if (path)
         return vram_layout_open(a->model, out);
     return vram_layout_from_catalog(a->model, a->dtype, out);
 }
@@ -346,6 +353,12 @@ static int cmd_plan(const cli_args *a) {
         vram_layout_free(l);
         return report(st, "hardware");
     }
+    vram_layout_info info = {.size = sizeof info};
+    if (!a->have_size && vram_layout_get_info(l, &info) == VRAM_OK &&
+        strcmp(info.naming, "t5") == 0)
+        fprintf(stderr, "vram: note: %s is a text encoder, planned here for a video-sized pass; "
+                        "its prompt pass is --width 512 --height 256 --frames 1 --passes 1\n",
+                info.name);
     vram_plan *p;
     st = vram_plan_create(l, hw, &a->plan, &p);
     vram_hw_free(hw);

@@ -287,6 +287,7 @@ class OptionRange(_Sized):
         ("integer", c_bool),
         ("step", c_int),
         ("manual_only", c_bool),
+        ("zero_unset", c_bool),
     ]
 
 

@@ -28,7 +28,7 @@ def default_options() -> dict[str, Any]:
 def option_range(name: str) -> dict[str, Any]:
     """vram_plan_option_range: the values libvram allows for the numeric plan
     option `name`: min, max (inf: unbounded), min_excluded, integer, step,
-    manual_only.
+    manual_only, zero_unset (0 means "not set").
     NotFound when `name` is not a numeric option. blocks_to_swap and
     vace_blocks_to_swap are further bounded by the model's block counts."""
     r = _ffi.OptionRange.new()
