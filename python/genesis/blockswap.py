@@ -965,12 +965,12 @@ def apply_block_swap(model: nn.Module, mode: str = "intelligent", **args: Any) -
 def compile_blocks(model: nn.Module, mode: str | None = None, backend: str = "inductor",
                    block_attr: str | None = None, **kwargs: Any) -> None:
     """torch.compile each block in place (nn.Module.compile), the way block
-    swapping expects. CUDA-graph modes are refused: they capture the
-    addresses of weights that move between slots."""
+    swapping expects. CUDA-graph modes (and torch's cudagraphs backend) are
+    refused: they capture the addresses of weights that move between slots."""
     options = kwargs.get("options") or {}
-    if mode in CUDA_GRAPH_MODES or options.get("triton.cudagraphs"):
+    if mode in CUDA_GRAPH_MODES or options.get("triton.cudagraphs") or backend == "cudagraphs":
         raise ValueError(
-            f"torch.compile mode={mode!r} captures CUDA graphs, which record weight addresses; "
+            f"torch.compile mode={mode!r} backend={backend!r} captures CUDA graphs, which record weight addresses; "
             "streamed blocks change address every step. Use mode=None/'default' or "
             "'max-autotune-no-cudagraphs' with block swapping"
         )

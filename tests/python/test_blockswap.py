@@ -123,6 +123,8 @@ def test_cuda_graph_modes_refused(mode: str) -> None:
         compile_blocks(model, mode=mode)
     with pytest.raises(ValueError, match="CUDA graphs"):
         compile_blocks(model, options={"triton.cudagraphs": True})
+    with pytest.raises(ValueError, match="CUDA graphs"):
+        compile_blocks(model, backend="cudagraphs")
 
 
 VRAM_MB = 150.0  # with tiny(d=512, n=8): threshold 10% -> 6 streamed, 20% -> 2, 50% -> 0

@@ -32,7 +32,7 @@ from genesis.planning import option_bounds
 from genesis.wan.loading import ModelError, ModelSpec
 from genesis.wan.runner import Cancelled, GenerationRequest, WanGenerator
 from genesis.wan.schedulers import SCHEDULERS
-from genesis.wan.validation import InputError
+from genesis.wan.validation import COMPILE_BACKENDS, SEED_MAX, InputError
 from genesis.wan.vram_setup import VramSettings
 
 PRESETS: tuple[str, ...] = (
@@ -43,8 +43,6 @@ PRESETS: tuple[str, ...] = (
     "Speed Optimized",
     "Default",
 )
-# No "cudagraphs": CUDA graphs record weight addresses, which block swapping moves.
-COMPILE_BACKENDS: tuple[str, ...] = ("inductor", "aot_eager", "eager")
 
 
 def most_catalog_blocks() -> int:
@@ -70,7 +68,9 @@ def plan_option_range(name: str, ui_max: float | None = None) -> tuple[float, fl
 RANGES: dict[str, tuple[float, float]] = {
     "width": plan_option_range("width", 1920),
     "height": plan_option_range("height", 1920),
+    "frames": plan_option_range("frames"),
     "steps": (1, 100),
+    "seed": (-1, SEED_MAX),
     "cfg": (0.0, 20.0),
     "shift": (0.1, 20.0),
     "vram_threshold_percent": plan_option_range("vram_threshold_percent"),
@@ -82,11 +82,15 @@ RANGES: dict[str, tuple[float, float]] = {
 
 
 def check_ranges(**values: float) -> None:
-    """InputError naming the first value outside its control's range."""
+    """InputError naming the first value outside its control's range, or
+    not whole where the range is of whole numbers (before any int() would
+    cut it)."""
     for name, value in values.items():
         lo, hi = RANGES[name]
         if not lo <= value <= hi:
             raise InputError(f"{name}={value:g} is out of range: allowed {lo:g} to {hi:g}")
+        if isinstance(lo, int) and isinstance(hi, int) and value != int(value):
+            raise InputError(f"{name}={value:g} is not a whole number")
 
 
 def slider(name: str, **kw: Any) -> gr.Slider:
@@ -236,7 +240,8 @@ class WanVideoApp:
         Raises InputError / ModelError with a message meant for the user,
         Cancelled once `cancel` is set."""
         check_ranges(
-            width=float(width), height=float(height), steps=float(steps), cfg=float(cfg), shift=float(shift),
+            width=float(width), height=float(height), frames=float(frames), steps=float(steps),
+            seed=seed if isinstance(seed, int) else float(seed), cfg=float(cfg), shift=float(shift),
             vram_threshold_percent=float(vram_threshold_percent), blocks_to_swap=float(blocks_to_swap),
             num_cuda_streams=float(num_cuda_streams), bandwidth_target=float(bandwidth_target),
             vace_blocks_to_swap=float(vace_blocks_to_swap),

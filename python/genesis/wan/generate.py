@@ -23,7 +23,7 @@ from ..vram import manual_only_options
 from .loading import ModelError, ModelSpec
 from .runner import GenerationRequest, WanGenerator
 from .schedulers import SCHEDULERS
-from .validation import InputError
+from .validation import COMPILE_BACKENDS, InputError
 from .vram_setup import VramSettings
 
 
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--fps", type=int, default=16)
     ap.add_argument("--compile", action="store_true")
-    ap.add_argument("--compile-backend", default="inductor")
+    ap.add_argument("--compile-backend", choices=COMPILE_BACKENDS, default="inductor")
     ap.add_argument("--block-swap", action="store_true", help="enable intelligent VRAM management")
     ap.add_argument("--manual", action="store_true", help="manual values instead of auto hardware tuning")
     ap.add_argument("--vram-threshold", type=float, default=50.0)
@@ -106,15 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         req = request_from_args(a)
         gen = WanGenerator(output_dir=out.parent / ".genesis-tmp")
         res = gen.generate(req, progress=lambda s, n: print(f"step {s}/{n}", file=sys.stderr))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(res.video_path), out)
     except (InputError, ModelError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - one line, not a traceback, for a failed run
         print(f"error: generation failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(res.video_path), out)
-    shutil.rmtree(out.parent / ".genesis-tmp", ignore_errors=True)
+    finally:
+        shutil.rmtree(out.parent / ".genesis-tmp", ignore_errors=True)
     res.metadata["video"] = str(out)
     if a.metadata:
         Path(a.metadata).write_text(json.dumps(res.metadata, indent=2, ensure_ascii=False, default=str))

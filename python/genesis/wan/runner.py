@@ -164,7 +164,8 @@ class WanGenerator:
             lines.append(line)
             (log or print)(line)
 
-        validate_request(req.prompt, req.width, req.height, req.frames, req.steps, req.cfg, req.shift)
+        validate_request(req.prompt, req.width, req.height, req.frames, req.steps, req.cfg, req.shift,
+                         seed=req.seed, fps=req.fps, compile_backend=req.compile_backend)
         check_cancel()
         started = time.time()
         t0 = time.perf_counter()
@@ -207,7 +208,7 @@ class WanGenerator:
         try:
             check_cancel()
             set_compiled(loaded, req.compile_enabled, req.compile_backend)
-            seed = req.seed if req.seed >= 0 else random.randrange(2**31)
+            seed = req.seed if req.seed != -1 else random.randrange(2**31)
             step_times: list[float] = []
             last = [time.perf_counter()]
 

@@ -40,6 +40,8 @@ def write_mp4(frames: np.ndarray, path: str | Path, fps: int = 16) -> Path:
     for i in range(t):
         writer.send(np.ascontiguousarray(arr[i, :, :, :3]))
     writer.close()
+    if not path.is_file() or path.stat().st_size == 0:  # ffmpeg may fail without raising
+        raise OSError(f"ffmpeg wrote no video to {path}")
     return path
 
 

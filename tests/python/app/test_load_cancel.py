@@ -167,6 +167,28 @@ def test_ranges_are_checked_without_the_ui(live: Live) -> None:
         live.app.generate_video(*a.values())
 
 
+@pytest.mark.parametrize("bad, message", [
+    # checked before int() would cut them
+    (dict(steps=2.7), "steps=2.7 is not a whole number"),
+    (dict(width=64.5), "width=64.5 is not a whole number"),
+    (dict(frames=5.9), "frames=5.9 is not a whole number"),
+    (dict(frames=float("nan")), "frames=nan is out of range"),
+    (dict(frames=4097), "frames=4097 is out of range: allowed 1 to 1001"),
+    (dict(seed=float("nan")), "seed=nan is out of range"),
+    (dict(seed=2**64), "seed=1.84467e\\+19 is out of range"),
+    (dict(seed=-5), "seed=-5 is out of range: allowed -1 to"),
+    (dict(compile_enabled=True, compile_backend="cudagraphs"), "compile_backend 'cudagraphs' is not one of"),
+])
+def test_bad_numbers_name_their_control(live: Live, bad: dict[str, Any], message: str) -> None:
+    """Each refused before anything runs, with a message naming the value;
+    the next valid request then runs."""
+    from genesis.wan.validation import InputError
+
+    with pytest.raises(InputError, match=message):
+        live.app.generate_video(*args(**bad).values())
+    assert live.app.generate_video(*args(prompt="after a refusal").values())[2]["prompt"] == "after a refusal"
+
+
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError, "cancel"])
 def test_a_run_ended_mid_denoising_frees_its_engine(live: Live, interrupt: Any) -> None:
     """runner.py: an exception, a KeyboardInterrupt or the cancel event in

@@ -72,6 +72,10 @@ def test_schedulers_step_count(name: str) -> None:
         (dict(frames=0), "frames must be 4k\\+1"),
         (dict(steps=0), "steps must be"),
         (dict(shift=0.0), "shift must be > 0"),
+        (dict(seed=-5), "seed must be -1 \\(random\\) or a whole number from 0"),
+        (dict(seed=2**63), "seed must be -1"),
+        (dict(fps=0), "fps must be a whole number >= 1"),
+        (dict(compile_backend="cudagraphs"), "compile_backend 'cudagraphs' is not one of inductor"),
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
@@ -97,6 +101,12 @@ def test_write_mp4_and_gallery(tmp_path) -> None:
     assert sum(1 for _ in reader) == 5
     g = gallery_frames(frames, count=3)
     assert len(g) == 3 and g[0].dtype == np.uint8 and g[0].shape == (32, 48, 3)
+
+
+def test_write_mp4_says_when_ffmpeg_wrote_nothing(tmp_path) -> None:
+    frames = np.zeros((5, 32, 48, 3), dtype=np.float32)
+    with pytest.raises(OSError, match="ffmpeg wrote no video"):
+        write_mp4(frames, tmp_path / "v.mp4", fps=-5)
 
 
 def test_languages() -> None:
