@@ -60,8 +60,8 @@ def plan_option_range(name: str, ui_max: float | None = None) -> tuple[float, fl
     return (int(lo), int(hi)) if integer else (lo, hi)
 
 
-# (minimum, maximum) of each numeric control: the sliders use them, and
-# check_ranges enforces them for API requests. The plan options' are
+# (minimum, maximum) of each numeric control: the sliders use them (frames
+# and seed are number boxes), and check_ranges enforces them for API requests. The plan options' are
 # libvram's, capped where a slider could not show all of it: libvram allows
 # sides up to 8192 and as many blocks as the model has (checked once it is
 # loaded).
