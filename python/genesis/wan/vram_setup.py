@@ -126,19 +126,24 @@ def build_block_swap_args(
             _log_section(sections["VRAM-DRAM 平衡分析"], log)
         if s.auto_hardware_tuning:
             # 自动模式: 根据模型大小和硬件自动计算
+            # The seed passes the user's VACE count here too; libvram's
+            # automatic plan places the VACE blocks with the others, so the
+            # args carry the count it chose.
             args = {
+                **common,
                 "blocks_to_swap": optimal_config["blocks_to_swap"],
                 "num_cuda_streams": optimal_config["num_cuda_streams"],
                 "bandwidth_target": optimal_config["bandwidth_target"],
+                "vace_blocks_to_swap": optimal_config["vace_blocks_to_swap"],
                 "auto_hardware_tuning": True,
-                **common,
             }
             mode = "auto"
             if debug:
                 log("")
                 log("[VRAM] 自动配置:")
                 log(f"  分块数: {optimal_config['blocks_to_swap']}")
-                log(f"  CUDA 流: {optimal_config['num_cuda_streams']}")
+                # the plan's copy streams: 0 when copies are synchronous
+                log(f"  CUDA 流: {optimal_config['summary']['copy_streams']}")
                 log(f"  带宽目标: {optimal_config['bandwidth_target']:.0%}")
         else:
             # 手动模式: 使用用户指定的参数

@@ -59,7 +59,8 @@ def test_monitor_leaves_the_managers_threshold_alone() -> None:
 
 def test_auto_mode_uses_libvrams_config_with_the_real_model(app: WanVideoApp) -> None:
     # Manual values that auto mode must ignore.
-    _, _, meta = gen(app, auto_hardware_tuning=True, blocks_to_swap=3, num_cuda_streams=5, bandwidth_target=0.3)
+    _, _, meta = gen(app, auto_hardware_tuning=True, blocks_to_swap=3, num_cuda_streams=5, bandwidth_target=0.3,
+                     vace_blocks_to_swap=2)
     assert meta["vram_mode"] == "auto" and meta["vram_error"] is None
     transformer = app.generator.model(app.default_model, False).pipe.transformer
     size, blocks = transformer_size(transformer)
@@ -68,9 +69,10 @@ def test_auto_mode_uses_libvrams_config_with_the_real_model(app: WanVideoApp) ->
         model_size_mb=size, num_layers=blocks, vram_threshold=50.0, auto_hardware_tuning=True, model=transformer,
         width=TINY["width"], height=TINY["height"], frames=TINY["frames"], passes_per_step=2)
     args = meta["block_swap_args"]
-    for key in ("blocks_to_swap", "num_cuda_streams", "bandwidth_target"):
+    # the VACE count too is the plan's (the tiny model has no VACE blocks), not the ignored slider's
+    for key in ("blocks_to_swap", "num_cuda_streams", "bandwidth_target", "vace_blocks_to_swap"):
         assert args[key] == expected[key], key
-    assert args["auto_hardware_tuning"] is True
+    assert args["vace_blocks_to_swap"] == 0 and args["auto_hardware_tuning"] is True
     assert meta["plan"]["manual"] is False
     assert (args["blocks_to_swap"], args["num_cuda_streams"], args["bandwidth_target"]) != (3, 5, 0.3)
     assert meta["predicted_step_ms"] is not None and meta["measured_step_ms"] > 0
@@ -150,3 +152,13 @@ def test_step2_failure_is_reported_and_the_run_goes_on(app: WanVideoApp) -> None
     assert Path(video).is_file()
     assert meta["vram_mode"] == "off" and "vace_blocks_to_swap" in meta["vram_error"]
     assert any(line.startswith("[ERROR] 智能 VRAM 管理初始化失败") for line in app.last_log)
+
+
+def test_auto_log_shows_the_plans_copy_streams(app: WanVideoApp) -> None:
+    """With CUDA optimization off the copies are synchronous: the automatic
+    configuration's log says 0 streams, as libvram's explanation does."""
+    gen(app, auto_hardware_tuning=True, enable_cuda_optimization=False, vram_debug_mode=True,
+        vram_threshold_percent=10)
+    log = "\n".join(app.last_log)
+    auto = log[log.index("[VRAM] 自动配置:"):]
+    assert re.search(r"CUDA 流: 0\n", auto), auto[:200]
