@@ -565,6 +565,10 @@ VRAM_API void vram_engine_destroy(vram_engine *eng);
  * disk-tier blocks) and its size. Callers fill it before the first acquire. */
 VRAM_API void *vram_engine_host_ptr(vram_engine *eng, int block);
 VRAM_API uint64_t vram_engine_block_bytes(const vram_engine *eng, int block);
+/* Block b's host region was changed in place (through
+ * vram_engine_host_ptr): waits for a copy still reading it and drops the
+ * slot copy, so the next acquire copies the region again. */
+VRAM_API int vram_engine_invalidate(vram_engine *eng, int block);
 /* Copies `n` bytes into block b's packed layout at `offset`: into its host
  * region (streamed) or its device placement (resident). */
 VRAM_API int vram_engine_write(vram_engine *eng, int block, uint64_t offset,

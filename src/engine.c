@@ -1106,6 +1106,18 @@ int vram_engine_write(vram_engine *eng, int block, uint64_t offset, const void *
     return st;
 }
 
+int vram_engine_invalidate(vram_engine *eng, int block) {
+    if (!eng)
+        return vram_fail(VRAM_E_INVALID, "vram_engine_invalidate: engine is NULL");
+    void *ctx;
+    int st = engine_lock(eng, &ctx);
+    if (st == VRAM_OK && (st = check_block(eng, block)) == VRAM_OK &&
+        eng->blocks[block].placement == VRAM_PLACE_STREAMED)
+        st = invalidate(eng, block);
+    engine_unlock(eng, ctx);
+    return st;
+}
+
 int vram_engine_load_files(vram_engine *eng) {
     if (!eng)
         return vram_fail(VRAM_E_INVALID, "vram_engine_load_files: engine is NULL");

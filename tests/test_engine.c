@@ -749,6 +749,45 @@ static void test_errors(void) {
     fixture_free(&f);
 }
 
+/* A host region changed in place: the slot copy a pass's end prefetched is
+ * stale until vram_engine_invalidate, after which the block is copied again. */
+static void test_invalidate_after_an_in_place_edit(void) {
+    fixture f;
+    CHECK_OK(fixture_make(&f, 4, 4096, 0, 4, NULL));
+    vram_engine_options eo = host_opts();
+    eo.slot_count = 2;
+    vram_engine *eng = filled_engine(&f, &eo);
+    if (eng) {
+        uint64_t addr;
+        for (int b = 0; b < f.n; b++) {
+            CHECK_OK(vram_engine_acquire(eng, b, NULL, &addr));
+            CHECK_OK(vram_engine_release(eng, b, NULL));
+        }
+        CHECK_OK(vram_engine_synchronize(eng)); /* block 0 sits in a slot for the next pass */
+        uint8_t *host = vram_engine_host_ptr(eng, 0);
+        CHECK(host != NULL);
+        uint8_t got = 0;
+        if (host) {
+            host[0] = (uint8_t)(pattern(0, 0) + 1);
+            CHECK_OK(vram_engine_acquire(eng, 0, NULL, &addr));
+            CHECK_OK(vram_engine_read_device(eng, addr, &got, 1));
+            CHECK_INT(got, pattern(0, 0)); /* the stale copy */
+            CHECK_OK(vram_engine_release(eng, 0, NULL));
+            CHECK_INT(vram_engine_invalidate(eng, 0), VRAM_OK);
+            CHECK_OK(vram_engine_acquire(eng, 0, NULL, &addr));
+            CHECK_OK(vram_engine_read_device(eng, addr, &got, 1));
+            CHECK_INT(got, (uint8_t)(pattern(0, 0) + 1));
+            /* an acquired block cannot be invalidated */
+            CHECK_INT(vram_engine_invalidate(eng, 0), VRAM_E_STATE);
+            CHECK_OK(vram_engine_release(eng, 0, NULL));
+        }
+        CHECK_INT(vram_engine_invalidate(eng, 9), VRAM_E_RANGE);
+        CHECK_INT(vram_engine_invalidate(NULL, 0), VRAM_E_INVALID);
+        vram_engine_destroy(eng);
+    }
+    fixture_free(&f);
+}
+
 /* Every timeline event lies within [0, elapsed_ms] of the stats base. */
 static void check_times_within_elapsed(vram_engine *eng) {
     vram_engine_stats s = {.size = sizeof s};
@@ -943,6 +982,7 @@ int main(void) {
     test_pinning_switches();
     test_reuse_when_all_fit();
     test_errors();
+    test_invalidate_after_an_in_place_edit();
     test_reset_then_set_order();
     test_model_file_and_disk_tier();
     test_bench_host();

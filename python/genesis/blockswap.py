@@ -23,6 +23,17 @@ no memory, every element reading as zero. swap.remove() gives the real
 values back; a state_dict() taken while such blocks stream is not a copy
 of their weights.
 
+State while swapped: weights changed in place (load_state_dict, a merged
+LoRA) land in the host copy, and the next acquire copies the block again
+(tensor versions tell); buffers a forward updates (running statistics, a
+counter) are copied back from the slot. state_dict() gives copies of
+engine-held tensors (the engine's memory goes at remove, park or a re-plan;
+keep_vars=True gives the Parameters, which stay valid).
+load_state_dict(assign=True), tensors sharing memory across blocks or with
+the rest of the model, and blocks without a forward of their own are
+refused. A model that calls parts of its blocks directly bypasses the hooks
+(one warning).
+
 Adaptive: after the first forward the measured per-block compute time is
 given to the planner (measured_block_ms); the engine is rebuilt only when
 the placement changes. An out-of-memory error in a forward makes it stream
@@ -69,7 +80,7 @@ from torch import nn
 
 from . import _views
 from .devices import resolve_device
-from .modelinfo import BlockPacking, ModelPacking, pack_model, shared_tensors
+from .modelinfo import BlockPacking, ModelPacking, blocks_without_forward, pack_model, shared_tensors
 from .planning import HardwareSnapshot, SwapOptions, layout_for_model
 from .vram import Engine, Plan, StateError, VramError, _ffi
 from .vram.plan import make_options
@@ -134,6 +145,28 @@ class BuildError(RuntimeError):
 
 
 _ZEROS: dict[torch.dtype, torch.Tensor] = {}
+
+
+def _own_copies(module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:
+    """A block's state_dict() entries while swapped are copies: its tensors
+    are views of libvram's memory, which goes with the engine (remove, park,
+    a re-plan) while the dict may live on. keep_vars=True gives the
+    Parameters themselves, which stay valid."""
+    for key, value in state_dict.items():
+        # placeholders (expanded zeros, holding no memory) stay as they are
+        if (key.startswith(prefix) and not isinstance(value, nn.Parameter)
+                and value.untyped_storage().nbytes() >= value.numel() * value.element_size()):
+            state_dict[key] = value.clone()
+
+
+def _refuse_assign(_module: nn.Module, _state_dict: Any, _prefix: str, local_metadata: dict[str, Any],
+                   *_rest: Any) -> None:
+    """load_state_dict(assign=True) would replace the Parameters that block
+    swapping points at libvram's memory (the loaded values would be lost);
+    a plain load_state_dict copies into them and works."""
+    if local_metadata.get("assign_to_params_buffers"):
+        raise ValueError("load_state_dict(assign=True) is not possible on a block-swapped model: "
+                         "use assign=False (the values are copied in), or call .remove() first")
 
 
 def _placeholder(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -236,9 +269,18 @@ class BlockSwap:
         self._bytes_retired = 0
         self._retired: tuple[dict[str, Any], list[dict[str, Any]]] | None = None
         self._lock = threading.RLock()  # one forward at a time: the slots are shared
+        self._versions: dict[int, list[int]] = {}  # streamed block -> its host tensors' versions
+        self._acquired = 0  # streamed blocks acquired in the current forward
+        self._warned_no_acquire = False
+        self._slot_versions: dict[int, list[int]] = {}  # acquired block -> its slot views' versions
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
+        containers = blocks_without_forward(self.packing)
+        if containers:
+            raise ValueError(f"blocks {containers} of {self.packing.block_attr} have no forward of their "
+                             "own (containers of modules): block swapping runs through each block's "
+                             "forward; pass block_attr= a list whose items the model calls")
         shared = shared_tensors(model, self.packing)
         if shared:
             more = f" (and {len(shared) - 1} more)" if len(shared) > 1 else ""
@@ -294,6 +336,10 @@ class BlockSwap:
         model.forward = _dynamo_disable(self._forward, recursive=False)
         self._instance_apply = model.__dict__.get("_apply")
         model._apply = self._apply_to_rest  # type: ignore[method-assign]
+        self._state_hooks = [model.register_load_state_dict_pre_hook(_refuse_assign)]
+        for blk in self.packing.blocks:
+            self._state_hooks += [blk.module.register_load_state_dict_pre_hook(_refuse_assign),
+                                  blk.module.register_state_dict_post_hook(_own_copies)]
         setattr(model, _ATTACHED, self)
 
     def __copy__(self) -> Any:
@@ -349,8 +395,9 @@ class BlockSwap:
                 if blk.index in streamed:
                     ptr = engine.host_ptr(blk.index)
                     if ptr:
-                        host_views[blk.index] = _typed_views(blk, _views.byte_view(
-                            ptr, blk.packed_bytes, torch.device("cpu")))
+                        with torch.inference_mode(False):  # may be built inside a forward
+                            host_views[blk.index] = _typed_views(blk, _views.byte_view(
+                                ptr, blk.packed_bytes, torch.device("cpu")))
                     else:  # disk tier: spill file or model file, no host region
                         parked.add(blk.index)
                 else:
@@ -368,12 +415,14 @@ class BlockSwap:
         self._streamed, self._host_views, self._device_addr = streamed, host_views, addrs
         self._parked = parked
         self._slot_views.clear()
+        self._versions.clear()
         for blk in self.packing.blocks:
             if blk.index in host_views:
-                self._point(blk, host_views[blk.index])
+                self._point_host(blk)
             elif blk.index in addrs:
-                self._point(blk, _typed_views(blk, _views.byte_view(
-                    addrs[blk.index], blk.packed_bytes, self._engine_device())))
+                with torch.inference_mode(False):
+                    self._point(blk, _typed_views(blk, _views.byte_view(
+                        addrs[blk.index], blk.packed_bytes, self._engine_device())))
             elif blk.index in parked:
                 self._park(blk)
         engine.reset_stats()
@@ -408,6 +457,32 @@ class BlockSwap:
         for s, v in zip(blk.slots, views):
             s.set(v)
 
+    def _point_host(self, blk: BlockPacking) -> None:
+        """Points a streamed block at its host region and notes its tensors'
+        versions: an in-place change after this (load_state_dict, a merged
+        LoRA) makes the slot copy stale (_refresh)."""
+        self._point(blk, self._host_views[blk.index])
+        self._versions[blk.index] = [s.get()._version for s in blk.slots]
+
+    def _refresh(self, blk: BlockPacking) -> None:
+        """Before a streamed block's acquire: if its host tensors changed in
+        place since they were pointed at, the engine copies them again."""
+        seen = self._versions.get(blk.index)
+        if seen is not None and any(s.get()._version != v for s, v in zip(blk.slots, seen)):
+            assert self.engine is not None
+            self.engine.invalidate(blk.index)
+            self._versions[blk.index] = [s.get()._version for s in blk.slots]
+
+    def _keep_buffer_updates(self, blk: BlockPacking, slot_versions: list[int]) -> None:
+        """After a streamed block's forward: buffers it changed in place (a
+        norm's running statistics, a counter) are copied into its host
+        region, which the block points at again after the release."""
+        host = self._host_views.get(blk.index)
+        for s, v, before in zip(blk.slots, host or [], slot_versions):
+            if not s.is_param and s.get()._version != before:
+                with torch.no_grad():
+                    v.copy_(s.get())
+
     @staticmethod
     def _park(blk: BlockPacking) -> None:
         """Placeholders for a block whose bytes are on disk (see _placeholder)."""
@@ -435,6 +510,7 @@ class BlockSwap:
             for blk in self.packing.blocks:
                 self._materialize_block(blk, failed)
         self._host_views, self._device_addr, self._slot_views = {}, {}, {}
+        self._versions, self._slot_versions = {}, {}
         self._streamed, self._parked = set(), set()
         if failed:
             self._broken = ("genesis block swap: the weights of some blocks could not be read back "
@@ -644,13 +720,17 @@ class BlockSwap:
         def pre(_module: nn.Module, _args: Any) -> None:
             if self.active and blk.index in self._streamed:
                 assert self.engine is not None
+                self._refresh(blk)
                 addr = self.engine.acquire(blk.index, self._stream())
                 self._held.add(blk.index)
+                self._acquired += 1
                 views = self._slot_views.get((blk.index, addr))
                 if views is None:
-                    views = self._slot_views[(blk.index, addr)] = _typed_views(
-                        blk, _views.byte_view(addr, blk.packed_bytes, self._engine_device()))
+                    with torch.inference_mode(False):  # the views outlive this forward
+                        views = self._slot_views[(blk.index, addr)] = _typed_views(
+                            blk, _views.byte_view(addr, blk.packed_bytes, self._engine_device()))
                 self._point(blk, views)
+                self._slot_versions[blk.index] = [v._version for v in views]
             if self._timer is not None:  # compute only, after the copy wait
                 self._timer.start(blk.index)
         return pre
@@ -670,10 +750,12 @@ class BlockSwap:
         parameters point at its host region again (or at placeholders)."""
         assert self.engine is not None
         self._held.discard(blk.index)
+        slot_versions = self._slot_versions.pop(blk.index, None)
+        if slot_versions is not None:
+            self._keep_buffer_updates(blk, slot_versions)
         self.engine.release(blk.index, self._stream())
-        views = self._host_views.get(blk.index)
-        if views is not None:
-            self._point(blk, views)
+        if blk.index in self._host_views:
+            self._point_host(blk)
         else:
             self._park(blk)
 
@@ -702,6 +784,7 @@ class BlockSwap:
         self.unpark()
         self._embedders_to(self.device)
         engine_errors = 0
+        self._acquired = 0
         try:
             while True:
                 try:
@@ -720,6 +803,12 @@ class BlockSwap:
         finally:
             self._embedders_to("cpu")
         self.forwards += 1
+        if self.active and self._streamed and not self._acquired and not self._warned_no_acquire:
+            self._warned_no_acquire = True
+            logger.warning("genesis block swap: a forward ran without calling any streamed block's "
+                           "forward (blocks %s): a model that calls parts of its blocks directly "
+                           "runs them on host copies or placeholders, not through libvram; pass "
+                           "block_attr= the modules the model calls", sorted(self._streamed))
         if self._timer is not None:
             self._after_first_forward()
         return out
@@ -842,6 +931,10 @@ class BlockSwap:
     def stats(self) -> dict[str, Any]:
         """Plan summary, per-block plan, engine stats, the per-block
         timeline (list of dicts) and what the adaptive loop did."""
+        with self._lock:  # not while a forward in another thread rebuilds the engine
+            return self._stats_locked()
+
+    def _stats_locked(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "active": self.active,
             "parked": self.parked,
@@ -904,8 +997,14 @@ class BlockSwap:
         the model had before, hooks removed. A file-backed model (a source)
         with reload=False stays file-backed: its blocks are placeholders
         until block swapping is applied again with the source (no RAM)."""
+        with self._lock:  # waits for a forward running in another thread
+            self._remove_locked(reload)
+
+    def _remove_locked(self, reload: bool) -> None:
         if attached(self.model) is not self:
             return
+        for h in self._state_hooks:
+            h.remove()
         self._timer = None
         self.parked = False
         self._retire_engine("remove")  # inactive, no timer: every hook goes

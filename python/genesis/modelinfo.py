@@ -229,13 +229,33 @@ def pack_model(model: nn.Module, block_attr: str | None = None) -> ModelPacking:
                         model_dim(model), embedders, rest_tensors)
 
 
+def blocks_without_forward(packing: ModelPacking) -> list[int]:
+    """Blocks that are containers (a ModuleList of stages): their forward is
+    never called, so block swapping's hooks on them would never run."""
+    return [b.index for b in packing.blocks
+            if getattr(type(b.module), "forward", None) is nn.Module.forward]
+
+
+def _storage_key(t: torch.Tensor) -> tuple[int, int] | None:
+    """The memory a tensor holds, for finding views of one storage; None for
+    tensors holding none of their own (meta, empty, expanded placeholders)."""
+    if t.device.type == "meta" or t.numel() == 0:
+        return None
+    st = t.untyped_storage()
+    if st.nbytes() < t.numel() * t.element_size():
+        return None
+    return (st.data_ptr(), st.nbytes())
+
+
 def shared_tensors(model: nn.Module, packing: ModelPacking) -> list[str]:
     """Block tensors that another block, or the model outside the blocks,
-    also holds (a tied weight, a module listed twice): block swapping points
-    a block's tensors at its own copies, which the other holder would then
-    see. Described as "block 3 norm.weight, also in block 4"."""
+    also holds (a tied weight, a module listed twice, or a view of the same
+    memory: a head tied as w.t(), a fused qkv split into views): block
+    swapping gives each block tensor its own copy, which the other holder
+    would not see. Described as "block 3 norm.weight, also in block 4"."""
     owner: dict[int, int] = {}  # tensor id -> the block holding it first
     names: dict[int, str] = {}
+    memory: dict[tuple[int, int], tuple[int, str]] = {}  # storage -> (tensor id, name)
     out: list[str] = []
     for b in packing.blocks:
         for name, t in list(b.module.named_parameters()) + list(b.module.named_buffers()):
@@ -243,6 +263,15 @@ def shared_tensors(model: nn.Module, packing: ModelPacking) -> list[str]:
             names.setdefault(id(t), f"block {b.index} {name}")
             if i != b.index:
                 out.append(f"{names[id(t)]}, also in block {b.index}")
+            key = _storage_key(t)
+            if key is not None:
+                first = memory.setdefault(key, (id(t), names[id(t)]))
+                if first[0] != id(t):
+                    out.append(f"{first[1]} shares its memory with block {b.index} {name}")
+    for name, t in packing.rest_tensors:
+        key = _storage_key(t)
+        if key is not None and key in memory and memory[key][0] != id(t):
+            out.append(f"{memory[key][1]} shares its memory with {name} outside the blocks")
     block_modules = {id(b.module) for b in packing.blocks}
     seen: set[int] = set()
     stack = [model]

@@ -483,6 +483,7 @@ _PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "vram_engine_host_ptr": (c_void_p, [_P, c_int]),
     "vram_engine_block_bytes": (c_uint64, [_P, c_int]),
     "vram_engine_write": (c_int, [_P, c_int, c_uint64, c_void_p, c_uint64]),
+    "vram_engine_invalidate": (c_int, [_P, c_int]),
     "vram_engine_load_files": (c_int, [_P]),
     "vram_engine_acquire": (c_int, [_P, c_int, c_void_p, POINTER(c_uint64)]),
     "vram_engine_release": (c_int, [_P, c_int, c_void_p]),

@@ -51,6 +51,11 @@ class Engine(Handle):
     def block_bytes(self, block: int) -> int:
         return int(_ffi.lib.vram_engine_block_bytes(self.handle, block))
 
+    def invalidate(self, block: int) -> None:
+        """Block `block`'s host region was changed in place: the next acquire
+        copies it again."""
+        check(_ffi.lib.vram_engine_invalidate(self.handle, block), "vram_engine_invalidate")
+
     def write(self, block: int, offset: int, src: int | bytes, n: int | None = None) -> None:
         """Copies bytes (an address + n, or a bytes object) into the block."""
         if isinstance(src, (bytes, bytearray)):

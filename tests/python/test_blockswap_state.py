@@ -1,0 +1,187 @@
+"""A block-swapped model's state, as a user touches it: weights edited in
+place or loaded while swapped, buffers a forward updates, state_dict()
+taken while swapped, inference mode, remove() from another thread, and
+models block swapping cannot serve (shared memory, container blocks)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from genesis.blockswap import apply_block_swap, live_swaps
+from models import tiny
+
+SMALL_VIDEO = dict(width=16, height=16, frames=1)
+
+
+def run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("edit", ["load_state_dict", "in-place add"])
+def test_weights_changed_while_swapped_reach_the_next_forward(edit: str) -> None:
+    """The engine copied block 0 into a slot at the end of the last pass;
+    the edit lands in its host region, and the next forward must see it."""
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.engine.synchronize()
+    if edit == "load_state_dict":
+        new = tiny(seed=1).state_dict()
+        model.load_state_dict(new)
+        ref.load_state_dict(new)
+    else:
+        with torch.no_grad():
+            for m in (model, ref):
+                for blk in m.blocks:
+                    blk.fc1.weight.add_(0.5)
+    assert torch.equal(run(model, x), run(ref, x))
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    assert torch.equal(run(model, x), run(ref, x))
+
+
+class Counting(nn.Module):
+    """A block whose forward updates its buffers: BatchNorm's running
+    statistics in training mode, and a call counter."""
+
+    def __init__(self, d: int = 32) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+        self.bn = nn.BatchNorm1d(d)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return torch.relu(self.bn(self.fc(x)))
+
+
+class CountingModel(nn.Module):
+    def __init__(self, n: int = 4) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Counting() for _ in range(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+def test_buffers_a_forward_updates_keep_their_updates() -> None:
+    torch.manual_seed(0)
+    model = CountingModel().train()
+    ref = copy.deepcopy(model)
+    x = torch.randn(8, 32)
+    swap = apply_block_swap(model, blocks_to_swap=4, adaptive=False, **SMALL_VIDEO)
+    for _ in range(3):
+        assert torch.equal(run(model, x), run(ref, x))
+    model.eval()
+    ref.eval()
+    assert torch.equal(run(model, x), run(ref, x))
+    assert float(model.blocks[0].calls) == 4.0
+    swap.remove()
+    for (k, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_a_forward_in_inference_mode_leaves_no_inference_tensors() -> None:
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)  # adaptive: rebuilt in the forward
+    with torch.inference_mode():
+        model(x)
+    assert not any(p.is_inference() for p in model.parameters())
+    model(x)  # autograd on: saving a slot view made in inference mode would fail
+    assert torch.equal(run(model, x), run(ref, x))
+    model.load_state_dict(ref.state_dict())  # inference tensors would refuse this
+    swap.remove()
+
+
+def test_a_state_dict_taken_while_swapped_outlives_the_engine() -> None:
+    model = tiny()
+    ref = copy.deepcopy(model)
+    swap = apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
+    sd = model.state_dict()
+    swap.remove()  # the engine's memory goes
+    for k, v in ref.state_dict().items():
+        assert torch.equal(sd[k], v), k
+    # keep_vars gives the Parameters themselves, which remove() keeps valid
+    swap = apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
+    assert isinstance(model.state_dict(keep_vars=True)["blocks.0.fc1.weight"], nn.Parameter)
+    swap.remove()
+
+
+def test_load_state_dict_assign_is_refused_and_changes_nothing() -> None:
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
+    with pytest.raises(ValueError, match=r"load_state_dict\(assign=True\) is not possible"):
+        model.load_state_dict(tiny(seed=1).state_dict(), assign=True)
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    model.load_state_dict(tiny(seed=1).state_dict(), assign=True)  # fine once removed
+
+
+class Sleepy(nn.Module):
+    def __init__(self, d: int = 32) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.05)
+        return torch.tanh(self.fc(x))
+
+
+def test_remove_from_another_thread_waits_for_the_forward() -> None:
+    torch.manual_seed(0)
+    model = CountingModel()
+    model.blocks = nn.ModuleList(Sleepy() for _ in range(6))
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 32)
+    swap = apply_block_swap(model, blocks_to_swap=6, adaptive=False, **SMALL_VIDEO)
+    out: list[torch.Tensor] = []
+    t = threading.Thread(target=lambda: out.append(run(model, x)))
+    t.start()
+    time.sleep(0.08)  # inside the blocks
+    swap.remove()
+    t.join()
+    assert torch.equal(out[0], run(ref, x))
+    assert live_swaps() == []
+
+
+def test_views_of_one_memory_are_refused() -> None:
+    """A head tied to a block weight as a transposed view: swapping would
+    give the block its own copy and untie them."""
+    model = tiny()
+    model.out.weight = nn.Parameter(model.blocks[0].fc1.weight.data[:64].t())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="block 0 fc1.weight shares its memory with rest.out.weight"):
+        apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.out.weight.data_ptr() == model.blocks[0].fc1.weight.data_ptr()
+
+
+def test_container_blocks_are_refused() -> None:
+    class Staged(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(nn.ModuleList(nn.Linear(8, 8) for _ in range(2)) for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for stage in self.blocks:
+                for lin in stage:
+                    x = lin(x)
+            return x
+
+    with pytest.raises(ValueError, match=r"blocks \[0, 1, 2\] of blocks have no forward of their own"):
+        apply_block_swap(Staged(), blocks_to_swap=2, **SMALL_VIDEO)
