@@ -121,18 +121,27 @@ def _no_backward(_grad: torch.Tensor) -> None:
                        "inference under torch.no_grad(), or remove() the block swap to train")
 
 
-def _forbid_backward(out: Any) -> None:
+def _forbid_backward(out: Any, depth: int = 0) -> None:
     """Makes a backward through a streamed block's output fail loudly
-    instead of using whatever weights its slot holds by then."""
+    instead of using whatever weights its slot holds by then: the tensors
+    in it, inside containers, dataclasses and other objects' attributes
+    (a few levels down)."""
     if isinstance(out, torch.Tensor):
         if out.requires_grad:
             out.register_hook(_no_backward)
-    elif isinstance(out, (tuple, list)):
-        for o in out:
-            _forbid_backward(o)
+        return
+    if depth >= 4:
+        return
+    if isinstance(out, (tuple, list)):
+        inner: Any = out
     elif isinstance(out, dict):
-        for o in out.values():
-            _forbid_backward(o)
+        inner = out.values()
+    elif hasattr(out, "__dict__") and not isinstance(out, (nn.Module, type)):
+        inner = vars(out).values()
+    else:
+        return
+    for o in inner:
+        _forbid_backward(o, depth + 1)
 
 
 def out_of_memory_errors() -> tuple[type[BaseException], ...]:

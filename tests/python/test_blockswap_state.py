@@ -185,3 +185,36 @@ def test_container_blocks_are_refused() -> None:
 
     with pytest.raises(ValueError, match=r"blocks \[0, 1, 2\] of blocks have no forward of their own"):
         apply_block_swap(Staged(), blocks_to_swap=2, **SMALL_VIDEO)
+
+
+def test_backward_through_a_block_returning_a_dataclass_is_refused() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Out:
+        hidden: torch.Tensor
+
+    class Blk(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(16, 16)
+
+        def forward(self, x: torch.Tensor) -> Out:
+            return Out(torch.tanh(self.fc(x)))
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList(Blk() for _ in range(3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for b in self.blocks:
+                x = b(x).hidden
+            return x
+
+    model = M()
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    x = torch.randn(2, 16, requires_grad=True)
+    with pytest.raises(RuntimeError, match="backward"):
+        model(x).sum().backward()
+    swap.remove()
