@@ -80,7 +80,8 @@ from torch import nn
 
 from . import _views
 from .devices import resolve_device
-from .modelinfo import BlockPacking, ModelPacking, blocks_without_forward, pack_model, shared_tensors
+from .modelinfo import (BlockPacking, ModelPacking, blocks_without_forward, pack_model, shared_tensors,
+                        unsupported_tensors)
 from .planning import HardwareSnapshot, SwapOptions, layout_for_model
 from .vram import Engine, Plan, StateError, VramError, _ffi
 from .vram.plan import make_options
@@ -285,6 +286,9 @@ class BlockSwap:
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
+        unsupported = unsupported_tensors(self.packing)
+        if unsupported:
+            raise ValueError(f"block swapping cannot hold this model's blocks: {unsupported[0]}")
         containers = blocks_without_forward(self.packing)
         if containers:
             raise ValueError(f"blocks {containers} of {self.packing.block_attr} have no forward of their "

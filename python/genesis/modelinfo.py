@@ -236,6 +236,22 @@ def blocks_without_forward(packing: ModelPacking) -> list[int]:
             if getattr(type(b.module), "forward", None) is nn.Module.forward]
 
 
+def unsupported_tensors(packing: ModelPacking) -> list[str]:
+    """Block tensors block swapping cannot pack: weights not loaded yet (the
+    meta device) and sparse or other non-strided layouts."""
+    out = []
+    for b in packing.blocks:
+        for s in b.slots:
+            t = s.get()
+            if t.device.type == "meta":
+                out.append(f"block {b.index} {s.name} is on the meta device (its weights are not "
+                           "loaded: load them first, or genesis.loading.load_swapped for a checkpoint)")
+            elif t.layout != torch.strided:
+                out.append(f"block {b.index} {s.name} has the {t.layout} layout (block swapping "
+                           "packs dense tensors)")
+    return out
+
+
 def _storage_key(t: torch.Tensor) -> tuple[int, int] | None:
     """The memory a tensor holds, for finding views of one storage; None for
     tensors holding none of their own (meta, empty, expanded placeholders)."""

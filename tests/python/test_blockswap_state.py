@@ -218,3 +218,18 @@ def test_backward_through_a_block_returning_a_dataclass_is_refused() -> None:
     with pytest.raises(RuntimeError, match="backward"):
         model(x).sum().backward()
     swap.remove()
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("meta", "block 0 extra is on the meta device"),
+    ("sparse", "block 0 sp has the torch.sparse_coo layout"),
+])
+def test_tensors_that_cannot_be_packed_are_named(kind: str, message: str) -> None:
+    model = tiny()
+    for blk in model.blocks:
+        if kind == "meta":
+            blk.extra = nn.Parameter(torch.empty(8, device="meta"))
+        else:
+            blk.register_buffer("sp", torch.eye(8).to_sparse())
+    with pytest.raises(ValueError, match=message):
+        apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
