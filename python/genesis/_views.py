@@ -39,8 +39,10 @@ def byte_view(addr: int, nbytes: int, device: torch.device) -> torch.Tensor:
 
 
 def typed_view(base: torch.Tensor, offset: int, nbytes: int, dtype: torch.dtype,
-               shape: tuple[int, ...]) -> torch.Tensor:
-    """The tensor stored at `offset` of a uint8 region."""
+               shape: tuple[int, ...], stride: tuple[int, ...] | None = None) -> torch.Tensor:
+    """The tensor stored at `offset` of a uint8 region: row-major, or with
+    `stride` (a dense tensor stored in another order)."""
     if nbytes == 0:
         return torch.empty(shape, dtype=dtype, device=base.device)
-    return base[offset:offset + nbytes].view(dtype).view(shape)
+    flat = base[offset:offset + nbytes].view(dtype)
+    return flat.view(shape) if stride is None else flat.as_strided(shape, stride)

@@ -32,7 +32,8 @@ keep_vars=True gives the Parameters, which stay valid).
 load_state_dict(assign=True), tensors sharing memory across blocks or with
 the rest of the model, and blocks without a forward of their own are
 refused. A model that calls parts of its blocks directly bypasses the hooks
-(one warning).
+(one warning). A dense tensor stored in another order (a transposed weight)
+is packed as its memory lies and keeps its strides.
 
 Adaptive: after the first forward the measured per-block compute time is
 given to the planner (measured_block_ms); the engine is rebuilt only when
@@ -194,7 +195,7 @@ def _placeholder(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
 
 def _typed_views(blk: BlockPacking, base: torch.Tensor) -> list[torch.Tensor]:
     """The block's tensors as views of its packed bytes `base`."""
-    return [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape) for s in blk.slots]
+    return [_views.typed_view(base, s.offset, s.nbytes, s.dtype, s.shape, s.stride) for s in blk.slots]
 
 
 class _Timer:
@@ -460,6 +461,8 @@ class BlockSwap:
             if s.nbytes == 0:
                 continue
             src = s.get().detach()
+            if s.stride is not None:  # its memory as it lies (see TensorSlot.stride)
+                src = src.as_strided((src.numel(),), (1,))
             if src.device.type != "cpu":
                 src = src.cpu()
             src = src.contiguous()

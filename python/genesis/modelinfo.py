@@ -148,6 +148,9 @@ class TensorSlot:
     nbytes: int
     dtype: torch.dtype
     shape: tuple[int, ...]
+    # A dense tensor stored in another order (a transposed weight): packed
+    # as its memory lies and viewed with these strides; None: contiguous.
+    stride: tuple[int, ...] | None = None
 
     def get(self) -> torch.Tensor:
         m, n = self.owners[0]
@@ -171,6 +174,24 @@ class BlockPacking:
     packed_bytes: int = 0
 
 
+def _dense_order(t: torch.Tensor) -> tuple[int, ...] | None:
+    """The strides of a tensor that fills its memory exactly but not in
+    row-major order (a transposed weight), so that block swapping keeps its
+    layout (and its numerics); None for a contiguous one, and for one that
+    does not fill its memory (expanded placeholders, slices: packed
+    contiguous)."""
+    if t.device.type == "meta" or t.is_contiguous():
+        return None
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride()), key=lambda d: d[1]):
+        if size == 1:
+            continue
+        if stride != expected:
+            return None
+        expected *= size
+    return tuple(t.stride())
+
+
 def pack_block(index: int, module: nn.Module, vace: bool = False) -> BlockPacking:
     """Each distinct tensor of the block at a 256-aligned offset."""
     pack = BlockPacking(index, module, vace)
@@ -187,7 +208,8 @@ def pack_block(index: int, module: nn.Module, vace: bool = False) -> BlockPackin
                     continue
                 n = tensor_bytes(t)
                 full = f"{mod_name}.{name}" if mod_name else name
-                slot = TensorSlot(full, [(mod, name)], is_param, offset, n, t.dtype, tuple(t.shape))
+                slot = TensorSlot(full, [(mod, name)], is_param, offset, n, t.dtype, tuple(t.shape),
+                                  _dense_order(t))
                 by_id[id(t)] = slot
                 pack.slots.append(slot)
                 offset = align_up(offset + n)

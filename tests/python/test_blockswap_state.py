@@ -233,3 +233,23 @@ def test_tensors_that_cannot_be_packed_are_named(kind: str, message: str) -> Non
             blk.register_buffer("sp", torch.eye(8).to_sparse())
     with pytest.raises(ValueError, match=message):
         apply_block_swap(model, blocks_to_swap=3, **SMALL_VIDEO)
+
+
+def test_a_weight_stored_transposed_keeps_its_layout() -> None:
+    """A dense parameter in column-major order (a transposed weight):
+    swapped and after remove() it keeps its strides, so reductions over it
+    add in the same order and the output stays bit-identical."""
+    model = tiny()
+    for blk in model.blocks:
+        blk.fc1.weight = nn.Parameter(blk.fc1.weight.detach().t().contiguous().t())
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    stride = model.blocks[0].fc1.weight.stride()
+    assert stride == (1, 128)
+    swap = apply_block_swap(model, blocks_to_swap=6, adaptive=False, **SMALL_VIDEO)
+    assert model.blocks[0].fc1.weight.stride() == stride
+    assert torch.equal(run(model, x), run(ref, x))
+    assert torch.equal(model.blocks[0].fc1.weight.norm(dim=0), ref.blocks[0].fc1.weight.norm(dim=0))
+    swap.remove()
+    assert model.blocks[0].fc1.weight.stride() == stride
+    assert torch.equal(model.blocks[0].fc1.weight, ref.blocks[0].fc1.weight)
