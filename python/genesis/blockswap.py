@@ -158,26 +158,9 @@ class BuildError(RuntimeError):
 _ZEROS: dict[torch.dtype, torch.Tensor] = {}
 
 
-def _own_copies(module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:
-    """A block's state_dict() entries while swapped are copies: its tensors
-    are views of libvram's memory, which goes with the engine (remove, park,
-    a re-plan) while the dict may live on. keep_vars=True gives the
-    Parameters themselves, which stay valid."""
-    for key, value in state_dict.items():
-        # placeholders (expanded zeros, holding no memory) stay as they are
-        if (key.startswith(prefix) and not isinstance(value, nn.Parameter)
-                and value.untyped_storage().nbytes() >= value.numel() * value.element_size()):
-            state_dict[key] = value.clone()
-
-
-def _refuse_assign(_module: nn.Module, _state_dict: Any, _prefix: str, local_metadata: dict[str, Any],
-                   *_rest: Any) -> None:
-    """load_state_dict(assign=True) would replace the Parameters that block
-    swapping points at libvram's memory (the loaded values would be lost);
-    a plain load_state_dict copies into them and works."""
-    if local_metadata.get("assign_to_params_buffers"):
-        raise ValueError("load_state_dict(assign=True) is not possible on a block-swapped model: "
-                         "use assign=False (the values are copied in), or call .remove() first")
+def _is_placeholder(t: torch.Tensor) -> bool:
+    """An expanded tensor holding less memory than it shows (_placeholder)."""
+    return t.numel() > 0 and t.untyped_storage().nbytes() < t.numel() * t.element_size()
 
 
 def _placeholder(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -350,11 +333,63 @@ class BlockSwap:
         model.forward = _dynamo_disable(self._forward, recursive=False)
         self._instance_apply = model.__dict__.get("_apply")
         model._apply = self._apply_to_rest  # type: ignore[method-assign]
-        self._state_hooks = [model.register_load_state_dict_pre_hook(_refuse_assign)]
+        self._state_hooks = [model.register_load_state_dict_pre_hook(self._load_hook(self.packing.blocks))]
         for blk in self.packing.blocks:
-            self._state_hooks += [blk.module.register_load_state_dict_pre_hook(_refuse_assign),
-                                  blk.module.register_state_dict_post_hook(_own_copies)]
+            self._state_hooks += [blk.module.register_load_state_dict_pre_hook(self._load_hook([blk])),
+                                  blk.module.register_state_dict_post_hook(self._state_dict_hook(blk))]
         setattr(model, _ATTACHED, self)
+
+    def _state_dict_hook(self, blk: BlockPacking) -> Callable[..., None]:
+        """A block's state_dict() entries while swapped are copies: its
+        tensors are views of libvram's memory, which goes with the engine
+        (remove, park, a re-plan) while the dict may live on; a block on the
+        disk tier is read back (the model file, or through a slot).
+        keep_vars=True gives the Parameters themselves."""
+        where = {id(m): n for n, m in blk.module.named_modules()}
+        slot_of = {f"{where[id(m)]}.{a}".lstrip("."): i for i, s in enumerate(blk.slots)
+                   for m, a in s.owners if id(m) in where}
+
+        def hook(_module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:
+            with self._lock:
+                real: list[torch.Tensor] | None = None
+                for key, value in list(state_dict.items()):
+                    i = slot_of.get(key[len(prefix):]) if key.startswith(prefix) else None
+                    if i is None or isinstance(value, nn.Parameter):
+                        continue
+                    if not _is_placeholder(value):
+                        state_dict[key] = value.clone()
+                        continue
+                    if real is None:
+                        real = self._read_back(blk)
+                    state_dict[key] = real[i]
+        return hook
+
+    def _read_back(self, blk: BlockPacking) -> list[torch.Tensor]:
+        """CPU copies of a disk-tier block's tensors."""
+        if self.source is not None:
+            names = [self.source._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
+            loaded = self.source.read(names, torch.device("cpu"))
+            return [loaded[n] for n in names]
+        return self._slot_copy(blk)
+
+    def _load_hook(self, blocks: list[BlockPacking]) -> Callable[..., None]:
+        """Refuses, before anything is loaded, what load_state_dict cannot
+        do to a swapped model: assign=True (it would replace the Parameters
+        that point at libvram's memory, and the values would be lost), and
+        blocks on the disk tier (their placeholders take no values). A plain
+        load into engine-held blocks copies into their host copies."""
+        def hook(_module: nn.Module, _state_dict: Any, _prefix: str, local_metadata: dict[str, Any],
+                 *_rest: Any) -> None:
+            if local_metadata.get("assign_to_params_buffers"):
+                raise ValueError("load_state_dict(assign=True) is not possible on a block-swapped "
+                                 "model: use assign=False (the values are copied in), or call "
+                                 ".remove() first")
+            on_disk = [b.index for b in blocks if any(_is_placeholder(s.get()) for s in b.slots)]
+            if on_disk:
+                raise ValueError(f"load_state_dict is not possible while blocks {on_disk} are on the "
+                                 "disk tier (read from the model or spill file at each use): call "
+                                 ".remove() first")
+        return hook
 
     def __copy__(self) -> Any:
         raise TypeError("a block-swapped model cannot be copied (its weights live in libvram's "
@@ -1019,6 +1054,8 @@ class BlockSwap:
     def _remove_locked(self, reload: bool) -> None:
         if attached(self.model) is not self:
             return
+        if self.source is not None and reload:
+            self.source.check_files()  # a changed file: refused while the swap is still whole
         for h in self._state_hooks:
             h.remove()
         self._timer = None

@@ -77,6 +77,12 @@ def empty_weights() -> Iterator[None]:
         nn.Module.register_parameter = register  # type: ignore[method-assign]
 
 
+def _persistent_buffer(owner: Owner) -> bool:
+    """A buffer that load_state_dict(strict=True) would ask the file for."""
+    mod, attr, is_param = owner
+    return not is_param and attr not in mod._non_persistent_buffers_set
+
+
 def _owners(model: nn.Module) -> dict[str, list[Owner]]:
     """Every qualified parameter/buffer name -> all places holding that
     tensor (tied weights: several)."""
@@ -163,11 +169,18 @@ def file_source(model: nn.Module) -> FileSource | None:
 def _refuse_unswapped(model: nn.Module, _args: Any) -> None:
     from .blockswap import BlockSwap, attached
 
-    if file_source(model) is not None and not isinstance(attached(model), BlockSwap):
+    if file_source(model) is None:
+        return
+    swap = attached(model)
+    if not isinstance(swap, BlockSwap):
         raise RuntimeError(
             f"{type(model).__name__} is file-backed (its blocks are still in the checkpoint): "
             "apply block swapping to it (genesis.blockswap.apply_block_swap), or load it "
             "whole first (file_source(model).materialize, LoadedModel.load_whole)")
+    if not (swap.active or swap.parked):  # its engine build failed: the blocks are placeholders
+        raise RuntimeError(
+            f"{type(model).__name__} is file-backed and its block swap has no engine (the last "
+            "build failed; a changed model file?): open the checkpoint again")
 
 
 class FileSource:
@@ -251,13 +264,20 @@ class FileSource:
                     out[n] = t.clone() if t.device.type == "cpu" else t
         return out
 
+    def check_files(self) -> None:
+        """StateError when a model file changed since its layout was read."""
+        for index in range(int(self.layout.info()["file_count"])):
+            self.layout.check_file(index)
+
     def materialize(self, model: nn.Module, packing: ModelPacking, device: torch.device) -> None:
         """Every block's tensors as ordinary torch tensors on `device`: the
-        model is no longer file-backed."""
+        model is no longer file-backed. All are read before any is set, so
+        a failing read leaves the blocks as they were."""
+        names = {blk.index: [self._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
+                 for blk in packing.blocks}
+        loaded = self.read([n for group in names.values() for n in group], device)
         for blk in packing.blocks:
-            names = [self._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
-            loaded = self.read(names, device)
-            for slot, name in zip(blk.slots, names):
+            for slot, name in zip(blk.slots, names[blk.index]):
                 slot.set(loaded[name])
         if file_source(model) is self:
             delattr(model, _SOURCE_ATTR)
@@ -279,18 +299,23 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
     renames = _diffusers_renames(model, list(tensors)) if unknown else {}
     matched: dict[str, str] = {}  # file name -> model name
     unexpected: list[str] = []
+    taken: dict[int, str] = {}  # model tensor -> the file name matched to it
     for fname in tensors:
         mname = _model_name(fname, owners, renames)
         if mname is None:
             unexpected.append(fname)
-        else:
-            matched[fname] = mname
+            continue
+        first = taken.setdefault(id(_get(owners[mname][0])), fname)
+        if first != fname:
+            raise ValueError(f"checkpoint tensors {first} and {fname} are both the model's {mname}: "
+                             "the file holds two models (or one twice, under two names)")
+        matched[fname] = mname
     if unexpected and strict:
         raise ValueError(f"{len(unexpected)} checkpoint tensors are not in the model: "
                          f"{', '.join(unexpected[:5])}")
     seen = {id(_get(owners[m][0])) for m in matched.values()}
-    missing = [n for n, o in owners.items()
-               if id(_get(o[0])) not in seen and _get(o[0]).device.type == "meta"]
+    missing = [n for n, o in owners.items() if id(_get(o[0])) not in seen
+               and (_get(o[0]).device.type == "meta" or _persistent_buffer(o[0]))]
     if missing:
         raise ValueError(f"{len(missing)} model tensors are not in the checkpoint: "
                          f"{', '.join(missing[:5])}")

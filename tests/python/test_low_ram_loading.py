@@ -366,6 +366,10 @@ def test_a_checkpoint_changed_on_disk_is_refused_not_misread(tmp_path: Path,
     with pytest.raises(BuildError, match="t.safetensors changed since its layout was read"):
         with torch.no_grad():
             model(x)
+    # The swap has no engine now: the next forward is refused, not run on placeholders.
+    with pytest.raises(RuntimeError, match="file-backed and its block swap has no engine"):
+        with torch.no_grad():
+            model(x)
     # Replaced: the open file still reads right; a new engine refuses the new one.
     save_file(sd, str(tmp_path / "u.safetensors"))
     model = load_swapped(tiny_factory(), tmp_path / "u.safetensors", blocks_to_swap=2,
@@ -411,3 +415,68 @@ def test_reading_whole_refuses_a_changed_file(tmp_path: Path) -> None:
     save_file({k: v + 1 for k, v in sd.items()}, str(path), metadata={"note": "x" * 64})
     with pytest.raises(StateError, match="changed since its layout was read"):
         source.materialize(model, pack_model(model), torch.device("cpu"))
+
+
+def test_remove_refuses_a_changed_file_and_keeps_the_swap(tmp_path: Path) -> None:
+    sd = tiny(d=256, n=4).state_dict()
+    path = tmp_path / "t.safetensors"
+    save_file(sd, str(path))
+    model = load_swapped(tiny_factory(), path, auto_hardware_tuning=False, blocks_to_swap=4,
+                         dram_mb=2, num_cuda_streams=1, **SMALL_VIDEO)
+    swap = attached(model)
+    longer = tmp_path / "longer.safetensors"
+    save_file(sd, str(longer), metadata={"note": "x" * 300})
+    os.replace(longer, path)
+    with pytest.raises(StateError, match="changed since its layout was read"):
+        swap.remove()
+    assert attached(model) is swap and swap.active  # nothing was undone
+    assert all(b.module.fc1.weight.stride() == (0, 0) for b in swap.packing.blocks)  # placeholders kept
+    swap.remove(reload=False)
+    assert live_swaps() == [] and attached(model) is None
+
+
+def test_state_dict_reads_disk_tier_blocks_and_load_state_dict_refuses_them(tmp_path: Path) -> None:
+    """Disk-tier blocks hold placeholders: state_dict() reads their values
+    back (from the model file, or a spill file through a slot), and
+    load_state_dict, which could not put values into them, is refused
+    before anything is loaded."""
+    ref = tiny(d=256, n=4)
+    sd = ref.state_dict()
+    path = tmp_path / "t.safetensors"
+    save_file(sd, str(path))
+    file_backed = load_swapped(tiny_factory(), path, auto_hardware_tuning=False, blocks_to_swap=4,
+                               dram_mb=2, num_cuda_streams=1, **SMALL_VIDEO)
+    spilled = tiny(d=256, n=4)
+    spill_swap = apply_block_swap(spilled, auto_hardware_tuning=False, blocks_to_swap=4, dram_mb=2,
+                                  num_cuda_streams=1, **SMALL_VIDEO)
+    for model in (file_backed, spilled):
+        assert attached(model).stats()["disk_blocks"]
+        got = model.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in sd.items())
+        before = {k: v.clone() for k, v in got.items()}
+        with pytest.raises(ValueError, match="load_state_dict is not possible while blocks .* disk tier"):
+            model.load_state_dict(tiny(seed=1, d=256, n=4).state_dict())
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+        attached(model).remove()
+    assert spill_swap is not None and live_swaps() == []
+
+
+def test_a_checkpoint_holding_a_tensor_twice_is_refused(tmp_path: Path) -> None:
+    """The same model tensor under a plain and a ComfyUI-prefixed name (two
+    models in one file): refused, never mixed."""
+    sd = tiny(d=256, n=4).state_dict()
+    other = {f"model.diffusion_model.{k}": v for k, v in tiny(seed=1, d=256, n=4).state_dict().items()}
+    path = tmp_path / "two.safetensors"
+    save_file({**sd, **other}, str(path))
+    with pytest.raises(ValueError, match="are both the model's"):
+        load_swapped(tiny_factory(), path, **SMALL_VIDEO)
+    assert live_swaps() == []
+
+
+def test_a_persistent_buffer_missing_from_the_file_is_reported(tmp_path: Path) -> None:
+    sd = tiny(d=256, n=4).state_dict()
+    del sd["blocks.0.scale"]  # a persistent buffer
+    path = tmp_path / "t.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(ValueError, match="model tensors are not in the checkpoint: blocks.0.scale"):
+        load_swapped(tiny_factory(), path, **SMALL_VIDEO)
