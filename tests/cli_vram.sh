@@ -98,6 +98,7 @@ with open(sys.argv[1], "wb") as f:
 PY
 expect 0 '20 streamed \(20 VACE\)' -- "$VRAM" plan --model "$tmp/vace20.safetensors" --gpu 4090 --vace-blocks 20
 expect 1 'vace_blocks_to_swap is 21, allowed 0-20 for this model' -- "$VRAM" plan --model "$tmp/vace20.safetensors" --gpu 4090 --vace-blocks 21
+expect 2 'vace-blocks: 1e10 is out of range \(0-65536\)' -- "$VRAM" plan --model "$tmp/vace20.safetensors" --gpu 4090 --vace-blocks 1e10
 
 # Bad input: one clear line, non-zero exit.
 head -c 5 "$tmp/tiny.safetensors" > "$tmp/truncated.safetensors"

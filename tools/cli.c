@@ -202,9 +202,11 @@ static int parse_value(const opt_spec *sp, const char *value, cli_args *a, char 
         vram_option_range r = {.size = sizeof r, .min = sp->min, .max = sp->max};
         if (sp->plan_option && vram_plan_option_range(sp->plan_option, &r) != VRAM_OK)
             return failf(err, errlen, "%s: %s", sp->name, vram_last_error());
-        /* libvram raises 15 for a model with more VACE blocks: the plan checks. */
-        if (sp->offset == OFF(plan.vace_blocks_to_swap))
-            r.max = HUGE_VAL;
+        /* libvram raises 15 for a model with more VACE blocks (the plan checks
+         * against the model); blocks_to_swap's bound keeps it an int. */
+        if (sp->offset == OFF(plan.vace_blocks_to_swap) &&
+            vram_plan_option_range("blocks_to_swap", &r) != VRAM_OK)
+            return failf(err, errlen, "%s: %s", sp->name, vram_last_error());
         if (v < r.min || v > r.max)
             return failf(err, errlen, "%s: %s is out of range (%g-%g)", sp->name, value, r.min,
                          r.max);

@@ -18,17 +18,20 @@ release) and views of its host copy otherwise.
 DRAM pressure: blocks the plan puts on the disk tier have no host region.
 Their bytes go to the engine's spill file (vram_engine_write), or stay in
 the model file (genesis.loading.load_swapped). Outside their forward their
-parameters are placeholders (see _placeholder): the right dtype and shape,
+parameters are placeholders (see genesis.modelinfo.placeholder): the right dtype and shape,
 no memory, every element reading as zero. swap.remove() gives the real
 values back; a state_dict() taken while such blocks stream is not a copy
 of their weights.
 
 State while swapped: weights changed in place (load_state_dict, a merged
 LoRA) land in the host copy, and the next acquire copies the block again
-(tensor versions tell); buffers a forward updates (running statistics, a
-counter) are copied back from the slot. state_dict() gives copies of
-engine-held tensors (the engine's memory goes at remove, park or a re-plan;
-keep_vars=True gives the Parameters, which stay valid).
+(tensor versions tell; a parameter given new .data is copied in; an edit
+in place through .data shows in no version: call refresh()); buffers a
+forward updates (running statistics, a counter) are copied back from the
+slot. state_dict() gives CPU copies of engine-held tensors, read back from
+the disk tier where they lie there (the engine's memory goes at remove,
+park or a re-plan; edit the model, not the copies; keep_vars=True gives
+the Parameters, which stay valid).
 load_state_dict(assign=True), tensors sharing memory across blocks or with
 the rest of the model, and blocks without a forward of their own are
 refused. A model that calls parts of its blocks directly bypasses the hooks
@@ -81,8 +84,8 @@ from torch import nn
 
 from . import _views
 from .devices import resolve_device
-from .modelinfo import (BlockPacking, ModelPacking, blocks_without_forward, pack_model, shared_tensors,
-                        unsupported_tensors)
+from .modelinfo import (BlockPacking, ModelPacking, blocks_without_forward, is_placeholder, pack_model,
+                        placeholder, shared_tensors, unsupported_tensors)
 from .planning import HardwareSnapshot, SwapOptions, layout_for_model
 from .vram import Engine, Plan, StateError, VramError, _ffi
 from .vram.plan import make_options
@@ -155,25 +158,14 @@ class BuildError(RuntimeError):
     """A file-backed model's engine could not be built (see BlockSwap)."""
 
 
-_ZEROS: dict[torch.dtype, torch.Tensor] = {}
-
-
-def _is_placeholder(t: torch.Tensor) -> bool:
-    """An expanded tensor holding less memory than it shows (_placeholder)."""
-    return t.numel() > 0 and t.untyped_storage().nbytes() < t.numel() * t.element_size()
-
-
-def _placeholder(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-    """A tensor of `shape` and `dtype` on the CPU that holds no memory: one
-    shared zero element expanded with stride 0. Chosen over the meta device
-    because everything that only looks at a parameter (.device, .dtype,
-    .shape, model.to(), hooks, printing, state_dict()) keeps working, and a
-    stray read gives zeros instead of an error deep inside torch. Writes
-    into it fail (expanded tensors are not writable in place)."""
-    zero = _ZEROS.get(dtype)
-    if zero is None:
-        zero = _ZEROS[dtype] = torch.zeros((), dtype=dtype)
-    return zero.expand(shape)
+def _version(t: torch.Tensor) -> int:
+    """The tensor's in-place change counter; -1 for one made in inference
+    mode, which keeps none (a Parameter made there keeps none even after
+    its .data is replaced)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
 
 
 def _typed_views(blk: BlockPacking, base: torch.Tensor) -> list[torch.Tensor]:
@@ -265,6 +257,10 @@ class BlockSwap:
         self._lock = threading.RLock()  # one forward at a time: the slots are shared
         self._versions: dict[int, list[int]] = {}  # streamed block -> its host tensors' versions
         self._acquired = 0  # streamed blocks acquired in the current forward
+        # Views of engine memory are made as the weights were (a model made in
+        # inference mode computes only there); otherwise outside it, whatever
+        # mode the forward that makes them runs in.
+        self._inference_weights = any(p.is_inference() for p in model.parameters())
         self._warned_no_acquire = False
         self._slot_versions: dict[int, list[int]] = {}  # acquired block -> its slot views' versions
 
@@ -340,24 +336,28 @@ class BlockSwap:
         setattr(model, _ATTACHED, self)
 
     def _state_dict_hook(self, blk: BlockPacking) -> Callable[..., None]:
-        """A block's state_dict() entries while swapped are copies: its
+        """An engine-held block's state_dict() entries are CPU copies: its
         tensors are views of libvram's memory, which goes with the engine
         (remove, park, a re-plan) while the dict may live on; a block on the
-        disk tier is read back (the model file, or through a slot).
-        keep_vars=True gives the Parameters themselves."""
+        disk tier is read back (the model file, or through a slot). Blocks
+        holding torch's own tensors give them as usual; keep_vars=True gives
+        the Parameters themselves. Edit the model (or load_state_dict), not
+        the copies."""
         where = {id(m): n for n, m in blk.module.named_modules()}
         slot_of = {f"{where[id(m)]}.{a}".lstrip("."): i for i, s in enumerate(blk.slots)
                    for m, a in s.owners if id(m) in where}
 
         def hook(_module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:
             with self._lock:
+                held = blk.index in self._host_views or blk.index in self._device_addr
                 real: list[torch.Tensor] | None = None
                 for key, value in list(state_dict.items()):
                     i = slot_of.get(key[len(prefix):]) if key.startswith(prefix) else None
                     if i is None or isinstance(value, nn.Parameter):
                         continue
-                    if not _is_placeholder(value):
-                        state_dict[key] = value.clone()
+                    if not is_placeholder(value):
+                        if held:
+                            state_dict[key] = value.to("cpu", copy=True)
                         continue
                     if real is None:
                         real = self._read_back(blk)
@@ -384,7 +384,7 @@ class BlockSwap:
                 raise ValueError("load_state_dict(assign=True) is not possible on a block-swapped "
                                  "model: use assign=False (the values are copied in), or call "
                                  ".remove() first")
-            on_disk = [b.index for b in blocks if any(_is_placeholder(s.get()) for s in b.slots)]
+            on_disk = [b.index for b in blocks if any(is_placeholder(s.get()) for s in b.slots)]
             if on_disk:
                 raise ValueError(f"load_state_dict is not possible while blocks {on_disk} are on the "
                                  "disk tier (read from the model or spill file at each use): call "
@@ -444,7 +444,7 @@ class BlockSwap:
                 if blk.index in streamed:
                     ptr = engine.host_ptr(blk.index)
                     if ptr:
-                        with torch.inference_mode(False):  # may be built inside a forward
+                        with torch.inference_mode(self._inference_weights):  # may be built in a forward
                             host_views[blk.index] = _typed_views(blk, _views.byte_view(
                                 ptr, blk.packed_bytes, torch.device("cpu")))
                     else:  # disk tier: spill file or model file, no host region
@@ -469,7 +469,7 @@ class BlockSwap:
             if blk.index in host_views:
                 self._point_host(blk)
             elif blk.index in addrs:
-                with torch.inference_mode(False):
+                with torch.inference_mode(self._inference_weights):
                     self._point(blk, _typed_views(blk, _views.byte_view(
                         addrs[blk.index], blk.packed_bytes, self._engine_device())))
             elif blk.index in parked:
@@ -513,16 +513,41 @@ class BlockSwap:
         versions: an in-place change after this (load_state_dict, a merged
         LoRA) makes the slot copy stale (_refresh)."""
         self._point(blk, self._host_views[blk.index])
-        self._versions[blk.index] = [s.get()._version for s in blk.slots]
+        self._versions[blk.index] = [_version(s.get()) for s in blk.slots]
 
     def _refresh(self, blk: BlockPacking) -> None:
         """Before a streamed block's acquire: if its host tensors changed in
-        place since they were pointed at, the engine copies them again."""
+        place since they were pointed at, the engine copies them again; a
+        parameter given new data (param.data = t, as some LoRA merges do) has
+        it copied into the host region first."""
         seen = self._versions.get(blk.index)
-        if seen is not None and any(s.get()._version != v for s, v in zip(blk.slots, seen)):
+        if seen is None:
+            return
+        host = self._host_views[blk.index]
+        replaced = [i for i, (s, v) in enumerate(zip(blk.slots, host))
+                    if s.is_param and s.get().data_ptr() != v.data_ptr()]
+        for i in replaced:
+            new, s = blk.slots[i].get().detach(), blk.slots[i]
+            if new.dtype != s.dtype or tuple(new.shape) != s.shape:
+                raise ValueError(f"block {blk.index} {s.name} was given {new.dtype} {list(new.shape)} "
+                                 f"data; block swapping holds it as {s.dtype} {list(s.shape)}")
+            with torch.no_grad():
+                host[i].copy_(new)
+        if replaced:
+            self._point(blk, host)
+        if replaced or any(_version(s.get()) != v for s, v in zip(blk.slots, seen)):
             assert self.engine is not None
             self.engine.invalidate(blk.index)
-            self._versions[blk.index] = [s.get()._version for s in blk.slots]
+            self._versions[blk.index] = [_version(s.get()) for s in blk.slots]
+
+    def refresh(self) -> None:
+        """Tells the engine that weights changed where tensor versions do
+        not show it (in place through .data): every streamed block is copied
+        again at its next use."""
+        with self._lock:
+            if self.engine is not None and self.active:
+                for b in self._streamed:
+                    self.engine.invalidate(b)
 
     def _keep_buffer_updates(self, blk: BlockPacking, slot_versions: list[int]) -> None:
         """After a streamed block's forward: buffers it changed in place (a
@@ -530,15 +555,15 @@ class BlockSwap:
         region, which the block points at again after the release."""
         host = self._host_views.get(blk.index)
         for s, v, before in zip(blk.slots, host or [], slot_versions):
-            if not s.is_param and s.get()._version != before:
+            if not s.is_param and _version(s.get()) != before:
                 with torch.no_grad():
                     v.copy_(s.get())
 
     @staticmethod
     def _park(blk: BlockPacking) -> None:
-        """Placeholders for a block whose bytes are on disk (see _placeholder)."""
+        """Placeholders for a block whose bytes are on disk (see placeholder)."""
         for s in blk.slots:
-            s.set(_placeholder(s.dtype, s.shape))
+            s.set(placeholder(s.dtype, s.shape))
 
     def _slot_copy(self, blk: BlockPacking) -> list[torch.Tensor]:
         """CPU copies of a streamed block's tensors, through a slot."""
@@ -777,11 +802,11 @@ class BlockSwap:
                 self._acquired += 1
                 views = self._slot_views.get((blk.index, addr))
                 if views is None:
-                    with torch.inference_mode(False):  # the views outlive this forward
+                    with torch.inference_mode(self._inference_weights):  # they outlive this forward
                         views = self._slot_views[(blk.index, addr)] = _typed_views(
                             blk, _views.byte_view(addr, blk.packed_bytes, self._engine_device()))
                 self._point(blk, views)
-                self._slot_versions[blk.index] = [v._version for v in views]
+                self._slot_versions[blk.index] = [_version(v) for v in views]
             if self._timer is not None:  # compute only, after the copy wait
                 self._timer.start(blk.index)
         return pre

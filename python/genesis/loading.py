@@ -17,7 +17,7 @@ bytes from the file into its host regions (pinned / pageable tiers) and the
 resident blocks' into their device placements; disk-tier blocks stay in the
 file and are read at each pass. No block is ever a torch tensor of its own:
 block parameters are views of engine memory, or zero-memory placeholders
-(genesis.blockswap._placeholder) for the disk tier. Only the weights
+(genesis.modelinfo.placeholder) for the disk tier. Only the weights
 outside the blocks (embeddings, head) are read with safetensors, straight
 onto the target device. Peak RAM is about those plus the pinned and
 pageable tiers, not the checkpoint's size.
@@ -44,9 +44,9 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from .blockswap import _placeholder, apply_block_swap
+from .blockswap import apply_block_swap
 from .devices import resolve_device
-from .modelinfo import SAFETENSORS_DTYPES, ModelPacking
+from .modelinfo import SAFETENSORS_DTYPES, ModelPacking, placeholder
 from .vram import Layout
 
 # As libvram's layout strips them (src/layout.c, model_prefixes).
@@ -346,7 +346,7 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
         if t["block"] < 0:
             rest.append(fname)
         else:
-            _set(owners[mname], _placeholder(file_dtype, shape))
+            _set(owners[mname], placeholder(file_dtype, shape))
         for mod, attr, _ in owners[mname]:
             file_names[(id(mod), attr)] = fname
     source = FileSource(model, layout, tensors, file_names, device)

@@ -254,8 +254,9 @@ def pack_model(model: nn.Module, block_attr: str | None = None) -> ModelPacking:
 def blocks_without_forward(packing: ModelPacking) -> list[int]:
     """Blocks that are containers (a ModuleList of stages): their forward is
     never called, so block swapping's hooks on them would never run."""
-    return [b.index for b in packing.blocks
-            if getattr(type(b.module), "forward", None) is nn.Module.forward]
+    return [b.index for b in packing.blocks  # (torch.compile's wrapper sets its own forward)
+            if getattr(type(b.module), "forward", None) is nn.Module.forward
+            and "forward" not in vars(b.module)]
 
 
 def unsupported_tensors(packing: ModelPacking) -> list[str]:
@@ -274,10 +275,33 @@ def unsupported_tensors(packing: ModelPacking) -> list[str]:
     return out
 
 
+_ZEROS: dict[torch.dtype, torch.Tensor] = {}
+
+
+def placeholder(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor of `shape` and `dtype` on the CPU that holds no memory: one
+    shared zero element expanded with stride 0. Chosen over the meta device
+    because everything that only looks at a parameter (.device, .dtype,
+    .shape, model.to(), hooks, printing) keeps working, and a stray read
+    gives zeros instead of an error deep inside torch. Writes into it fail
+    (expanded tensors are not writable in place)."""
+    zero = _ZEROS.get(dtype)
+    if zero is None:
+        zero = _ZEROS[dtype] = torch.zeros((), dtype=dtype)
+    return zero.expand(shape)
+
+
+def is_placeholder(t: torch.Tensor) -> bool:
+    """Made by placeholder() (one element-sized or not)."""
+    zero = _ZEROS.get(t.dtype)
+    return (zero is not None and t.device.type == "cpu" and t.numel() > 0
+            and t.untyped_storage().data_ptr() == zero.untyped_storage().data_ptr())
+
+
 def _storage_key(t: torch.Tensor) -> tuple[int, int] | None:
     """The memory a tensor holds, for finding views of one storage; None for
     tensors holding none of their own (meta, empty, expanded placeholders)."""
-    if t.device.type == "meta" or t.numel() == 0:
+    if t.device.type == "meta" or t.numel() == 0 or is_placeholder(t):
         return None
     st = t.untyped_storage()
     if st.nbytes() < t.numel() * t.element_size():
@@ -293,7 +317,7 @@ def shared_tensors(model: nn.Module, packing: ModelPacking) -> list[str]:
     would not see. Described as "block 3 norm.weight, also in block 4"."""
     owner: dict[int, int] = {}  # tensor id -> the block holding it first
     names: dict[int, str] = {}
-    memory: dict[tuple[int, int], tuple[int, str]] = {}  # storage -> (tensor id, name)
+    memory: dict[tuple[int, int], tuple[int, str]] = {}  # storage -> (block, tensor name)
     out: list[str] = []
     for b in packing.blocks:
         for name, t in list(b.module.named_parameters()) + list(b.module.named_buffers()):
@@ -302,13 +326,13 @@ def shared_tensors(model: nn.Module, packing: ModelPacking) -> list[str]:
             if i != b.index:
                 out.append(f"{names[id(t)]}, also in block {b.index}")
             key = _storage_key(t)
-            if key is not None:
-                first = memory.setdefault(key, (id(t), names[id(t)]))
-                if first[0] != id(t):
+            if key is not None:  # views of one memory inside one block may part
+                first = memory.setdefault(key, (b.index, names[id(t)]))
+                if first[0] != b.index:
                     out.append(f"{first[1]} shares its memory with block {b.index} {name}")
     for name, t in packing.rest_tensors:
         key = _storage_key(t)
-        if key is not None and key in memory and memory[key][0] != id(t):
+        if key is not None and key in memory:
             out.append(f"{memory[key][1]} shares its memory with {name} outside the blocks")
     block_modules = {id(b.module) for b in packing.blocks}
     seen: set[int] = set()

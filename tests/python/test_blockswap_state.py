@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -253,3 +254,91 @@ def test_a_weight_stored_transposed_keeps_its_layout() -> None:
     swap.remove()
     assert model.blocks[0].fc1.weight.stride() == stride
     assert torch.equal(model.blocks[0].fc1.weight, ref.blocks[0].fc1.weight)
+
+
+def test_state_dict_copies_only_what_the_engine_holds_and_refresh_sees_data_edits() -> None:
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    streamed, resident = swap.streamed_blocks[0], sorted(set(range(6)) - set(swap.streamed_blocks))[0]
+    sd = model.state_dict()
+    # host backend: a resident block keeps torch's tensors, given as usual (no copy)
+    assert sd[f"blocks.{resident}.fc1.weight"].data_ptr() == model.blocks[resident].fc1.weight.data_ptr()
+    assert sd[f"blocks.{streamed}.fc1.weight"].data_ptr() != model.blocks[streamed].fc1.weight.data_ptr()
+    run(model, x)
+    # .data edits bump no version: refresh() says so; new .data is seen by itself
+    for m in (model, ref):
+        m.blocks[streamed].fc1.weight.data.add_(0.25)
+    swap.refresh()
+    assert torch.equal(run(model, x), run(ref, x))
+    new = torch.randn_like(ref.blocks[streamed].fc2.weight)
+    for m in (model, ref):
+        m.blocks[streamed].fc2.weight.data = new.clone()
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    assert torch.equal(run(model, x), run(ref, x))
+
+
+class Gated(nn.Module):
+    """One-element and fused-view tensors: a (1,) gate, and q/k as views of
+    one fused weight inside the block."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.gate = nn.Parameter(torch.full((1,), 0.5))
+        fused = torch.randn(2 * d, d)
+        self.q = nn.Parameter(fused[:d])
+        self.k = nn.Parameter(fused[d:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.gate * torch.tanh(x @ self.q.t() + x @ self.k.t())
+
+
+class GatedModel(nn.Module):
+    def __init__(self, n: int = 4) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Gated() for _ in range(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+def test_one_element_tensors_and_views_inside_one_block_are_accepted(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from genesis.loading import load_swapped
+
+    torch.manual_seed(0)
+    model = GatedModel()
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 16)
+    swap = apply_block_swap(model, blocks_to_swap=4, adaptive=False, **SMALL_VIDEO)
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    path = tmp_path / "g.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    loaded = load_swapped(GatedModel, path, auto_hardware_tuning=False, blocks_to_swap=4, **SMALL_VIDEO)
+    assert torch.equal(run(loaded, x), run(ref, x))
+    from genesis.blockswap import attached
+
+    attached(loaded).remove()
+
+
+def test_compiled_blocks_and_inference_tensor_weights_are_accepted() -> None:
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    model.blocks = nn.ModuleList(torch.compile(b, backend="eager") for b in model.blocks)
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    assert torch.equal(run(model, x), run(ref, x))
+    assert swap.stats()["engine"]["acquires"] >= 3
+    swap.remove()
+    with torch.inference_mode():  # weights made as ComfyUI loads them
+        frozen = tiny()
+    swap = apply_block_swap(frozen, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    with torch.inference_mode():
+        assert torch.equal(frozen(x), run(ref, x))
+    swap.remove()

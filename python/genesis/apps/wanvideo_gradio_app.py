@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import operator
 import threading
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,15 @@ RANGES: dict[str, tuple[float, float]] = {
     "bandwidth_target": plan_option_range("bandwidth_target"),
     "vace_blocks_to_swap": plan_option_range("vace_blocks_to_swap"),
 }
+
+
+def whole_or_float(value: Any) -> float:
+    """An integer as it is (a 64-bit seed loses digits as a float; numpy's
+    too), anything else as a float."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        return float(value)
 
 
 def check_ranges(**values: float) -> None:
@@ -241,7 +251,7 @@ class WanVideoApp:
         Cancelled once `cancel` is set."""
         check_ranges(
             width=float(width), height=float(height), frames=float(frames), steps=float(steps),
-            seed=seed if isinstance(seed, int) else float(seed), cfg=float(cfg), shift=float(shift),
+            seed=whole_or_float(seed), cfg=float(cfg), shift=float(shift),
             vram_threshold_percent=float(vram_threshold_percent), blocks_to_swap=float(blocks_to_swap),
             num_cuda_streams=float(num_cuda_streams), bandwidth_target=float(bandwidth_target),
             vace_blocks_to_swap=float(vace_blocks_to_swap),

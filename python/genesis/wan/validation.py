@@ -9,8 +9,8 @@ class InputError(ValueError):
 
 # No "cudagraphs": CUDA graphs record weight addresses, which block swapping moves.
 COMPILE_BACKENDS: tuple[str, ...] = ("inductor", "aot_eager", "eager")
-# -1 asks for a random seed; torch's generators take 64-bit seeds.
-SEED_MAX = 2**63 - 1
+# -1 asks for a random seed; torch's generators take unsigned 64-bit seeds.
+SEED_MAX = 2**64 - 1
 
 
 def validate_request(prompt: str, width: int, height: int, frames: int, steps: int, cfg: float, shift: float,

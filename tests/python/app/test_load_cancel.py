@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
 
 from app_helpers import TINY, free_port
@@ -176,6 +177,7 @@ def test_ranges_are_checked_without_the_ui(live: Live) -> None:
     (dict(frames=4097), "frames=4097 is out of range: allowed 1 to 1001"),
     (dict(seed=float("nan")), "seed=nan is out of range"),
     (dict(seed=2**64), "seed=1.84467e\\+19 is out of range"),
+    (dict(seed=np.int64(-2)), "seed=-2 is out of range"),
     (dict(seed=-5), "seed=-5 is out of range: allowed -1 to"),
     (dict(compile_enabled=True, compile_backend="cudagraphs"), "compile_backend 'cudagraphs' is not one of"),
 ])
@@ -187,6 +189,12 @@ def test_bad_numbers_name_their_control(live: Live, bad: dict[str, Any], message
     with pytest.raises(InputError, match=message):
         live.app.generate_video(*args(**bad).values())
     assert live.app.generate_video(*args(prompt="after a refusal").values())[2]["prompt"] == "after a refusal"
+
+
+def test_the_largest_seeds_run(live: Live) -> None:
+    """torch takes unsigned 64-bit seeds; numpy integers are integers."""
+    for seed in (2**64 - 1, np.uint64(2**64 - 1), np.int64(7)):
+        assert live.app.generate_video(*args(seed=seed).values())[2]["seed"] == int(seed)
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt, RuntimeError, "cancel"])

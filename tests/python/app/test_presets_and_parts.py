@@ -73,7 +73,7 @@ def test_schedulers_step_count(name: str) -> None:
         (dict(steps=0), "steps must be"),
         (dict(shift=0.0), "shift must be > 0"),
         (dict(seed=-5), "seed must be -1 \\(random\\) or a whole number from 0"),
-        (dict(seed=2**63), "seed must be -1"),
+        (dict(seed=2**64), "seed must be -1"),
         (dict(fps=0), "fps must be a whole number >= 1"),
         (dict(compile_backend="cudagraphs"), "compile_backend 'cudagraphs' is not one of inductor"),
     ],
