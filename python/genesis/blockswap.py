@@ -31,7 +31,9 @@ forward updates (running statistics, a counter) are copied back from the
 slot. state_dict() gives CPU copies of engine-held tensors, read back from
 the disk tier where they lie there (the engine's memory goes at remove,
 park or a re-plan; edit the model, not the copies; keep_vars=True gives
-the Parameters, which stay valid).
+the Parameters, which stay valid). New weights for a disk-tier block, and
+load_state_dict into a file-backed model (whose blocks come from the file
+again at park and remove), are refused.
 load_state_dict(assign=True), tensors sharing memory across blocks or with
 the rest of the model, and blocks without a forward of their own are
 refused. A model that calls parts of its blocks directly bypasses the hooks
@@ -262,7 +264,8 @@ class BlockSwap:
         # mode the forward that makes them runs in.
         self._inference_weights = any(p.is_inference() for p in model.parameters())
         self._warned_no_acquire = False
-        self._slot_versions: dict[int, list[int]] = {}  # acquired block -> its slot views' versions
+        # acquired block -> its slot views and their versions
+        self._slot_versions: dict[int, tuple[list[torch.Tensor], list[int]]] = {}
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
@@ -343,25 +346,32 @@ class BlockSwap:
         holding torch's own tensors give them as usual; keep_vars=True gives
         the Parameters themselves. Edit the model (or load_state_dict), not
         the copies."""
-        where = {id(m): n for n, m in blk.module.named_modules()}
-        slot_of = {f"{where[id(m)]}.{a}".lstrip("."): i for i, s in enumerate(blk.slots)
-                   for m, a in s.owners if id(m) in where}
+        slot_of: dict[str, int] = {}  # every name of each tensor (a module held twice: both)
+        for mod_name, mod in blk.module.named_modules(remove_duplicate=False):
+            for i, s in enumerate(blk.slots):
+                for m, a in s.owners:
+                    if m is mod:
+                        slot_of[f"{mod_name}.{a}".lstrip(".")] = i
 
         def hook(_module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:
+            # Under the lock, from the engine's copy: torch read the entries
+            # before, maybe mid-forward in another thread (a slot's bytes).
             with self._lock:
-                held = blk.index in self._host_views or blk.index in self._device_addr
+                host = self._host_views.get(blk.index)
+                on_disk = blk.index in self._parked or (self.source is not None and not self.active)
                 real: list[torch.Tensor] | None = None
                 for key, value in list(state_dict.items()):
                     i = slot_of.get(key[len(prefix):]) if key.startswith(prefix) else None
                     if i is None or isinstance(value, nn.Parameter):
                         continue
-                    if not is_placeholder(value):
-                        if held:
-                            state_dict[key] = value.to("cpu", copy=True)
-                        continue
-                    if real is None:
-                        real = self._read_back(blk)
-                    state_dict[key] = real[i]
+                    if host is not None:
+                        state_dict[key] = host[i].clone()
+                    elif blk.index in self._device_addr:
+                        state_dict[key] = blk.slots[i].get().to("cpu", copy=True)
+                    elif on_disk and is_placeholder(blk.slots[i].get()):
+                        if real is None:
+                            real = self._read_back(blk)
+                        state_dict[key] = real[i]
         return hook
 
     def _read_back(self, blk: BlockPacking) -> list[torch.Tensor]:
@@ -384,6 +394,10 @@ class BlockSwap:
                 raise ValueError("load_state_dict(assign=True) is not possible on a block-swapped "
                                  "model: use assign=False (the values are copied in), or call "
                                  ".remove() first")
+            if self.source is not None:
+                raise ValueError("load_state_dict is not possible on a file-backed model: its blocks "
+                                 "come from the model file again at park and remove; save the weights "
+                                 "to a file and load that, or load the model whole")
             on_disk = [b.index for b in blocks if any(is_placeholder(s.get()) for s in b.slots)]
             if on_disk:
                 raise ValueError(f"load_state_dict is not possible while blocks {on_disk} are on the "
@@ -520,9 +534,23 @@ class BlockSwap:
         place since they were pointed at, the engine copies them again; a
         parameter given new data (param.data = t, as some LoRA merges do) has
         it copied into the host region first."""
+        if blk.index in self._parked and any(s.is_param and not is_placeholder(s.get())
+                                             for s in blk.slots):
+            raise ValueError(f"block {blk.index} was given new weights while on the disk tier "
+                             "(read from the model or spill file at each use): call .remove() "
+                             "first, or load them into the model before apply_block_swap")
         seen = self._versions.get(blk.index)
         if seen is None:
             return
+        replaced = self._take_replaced_data(blk)
+        if replaced or any(_version(s.get()) != v for s, v in zip(blk.slots, seen)):
+            assert self.engine is not None
+            self.engine.invalidate(blk.index)
+            self._versions[blk.index] = [_version(s.get()) for s in blk.slots]
+
+    def _take_replaced_data(self, blk: BlockPacking) -> bool:
+        """Copies into a streamed block's host region the parameters given
+        new data since they were pointed at it; True when there were any."""
         host = self._host_views[blk.index]
         replaced = [i for i, (s, v) in enumerate(zip(blk.slots, host))
                     if s.is_param and s.get().data_ptr() != v.data_ptr()]
@@ -535,10 +563,7 @@ class BlockSwap:
                 host[i].copy_(new)
         if replaced:
             self._point(blk, host)
-        if replaced or any(_version(s.get()) != v for s, v in zip(blk.slots, seen)):
-            assert self.engine is not None
-            self.engine.invalidate(blk.index)
-            self._versions[blk.index] = [_version(s.get()) for s in blk.slots]
+        return bool(replaced)
 
     def refresh(self) -> None:
         """Tells the engine that weights changed where tensor versions do
@@ -549,15 +574,24 @@ class BlockSwap:
                 for b in self._streamed:
                     self.engine.invalidate(b)
 
-    def _keep_buffer_updates(self, blk: BlockPacking, slot_versions: list[int]) -> None:
+    def _keep_buffer_updates(self, blk: BlockPacking,
+                             in_slot: tuple[list[torch.Tensor], list[int]]) -> None:
         """After a streamed block's forward: buffers it changed in place (a
-        norm's running statistics, a counter) are copied into its host
-        region, which the block points at again after the release."""
+        norm's running statistics) or assigned anew (self.steps = self.steps
+        + 1) are copied into its host region, which the block points at
+        again after the release."""
         host = self._host_views.get(blk.index)
-        for s, v, before in zip(blk.slots, host or [], slot_versions):
-            if not s.is_param and _version(s.get()) != before:
-                with torch.no_grad():
-                    v.copy_(s.get())
+        views, versions = in_slot
+        for s, v, view, before in zip(blk.slots, host or [], views, versions):
+            now = s.get()
+            if s.is_param or (now is view and _version(now) == before):
+                continue
+            if now.dtype != s.dtype or tuple(now.shape) != s.shape:
+                raise ValueError(f"block {blk.index} buffer {s.name} became {now.dtype} "
+                                 f"{list(now.shape)} in its forward; block swapping holds it as "
+                                 f"{s.dtype} {list(s.shape)}")
+            with torch.no_grad():
+                v.copy_(now)
 
     @staticmethod
     def _park(blk: BlockPacking) -> None:
@@ -582,7 +616,8 @@ class BlockSwap:
         back (its spill-file copy through a failing engine) is parked, never
         left pointing into the engine, and the error is raised at the end."""
         failed: list[str] = []
-        with torch.inference_mode(False):  # the copies outlive a generation's inference mode
+        # the copies outlive a generation's inference mode (a model made in it keeps it)
+        with torch.inference_mode(self._inference_weights):
             for blk in self.packing.blocks:
                 self._materialize_block(blk, failed)
         self._host_views, self._device_addr, self._slot_views = {}, {}, {}
@@ -604,8 +639,13 @@ class BlockSwap:
             return
         try:
             if blk.index in self._parked:
-                copies = self._slot_copy(blk)
+                # new weights a user gave a disk-tier block stay theirs
+                kept = [s.get() if s.is_param and not is_placeholder(s.get()) else None
+                        for s in blk.slots]
+                copies = [k if k is not None else t for k, t in zip(kept, self._slot_copy(blk))]
             else:
+                if blk.index in self._host_views:
+                    self._take_replaced_data(blk)
                 views = self._host_views.get(blk.index)
                 if views is None:
                     views = _typed_views(blk, _views.byte_view(
@@ -806,7 +846,7 @@ class BlockSwap:
                         views = self._slot_views[(blk.index, addr)] = _typed_views(
                             blk, _views.byte_view(addr, blk.packed_bytes, self._engine_device()))
                 self._point(blk, views)
-                self._slot_versions[blk.index] = [_version(v) for v in views]
+                self._slot_versions[blk.index] = (views, [_version(v) for v in views])
             if self._timer is not None:  # compute only, after the copy wait
                 self._timer.start(blk.index)
         return pre
@@ -826,9 +866,9 @@ class BlockSwap:
         parameters point at its host region again (or at placeholders)."""
         assert self.engine is not None
         self._held.discard(blk.index)
-        slot_versions = self._slot_versions.pop(blk.index, None)
-        if slot_versions is not None:
-            self._keep_buffer_updates(blk, slot_versions)
+        in_slot = self._slot_versions.pop(blk.index, None)
+        if in_slot is not None:
+            self._keep_buffer_updates(blk, in_slot)
         self.engine.release(blk.index, self._stream())
         if blk.index in self._host_views:
             self._point_host(blk)

@@ -299,13 +299,13 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
     renames = _diffusers_renames(model, list(tensors)) if unknown else {}
     matched: dict[str, str] = {}  # file name -> model name
     unexpected: list[str] = []
-    taken: dict[int, str] = {}  # model tensor -> the file name matched to it
+    taken: dict[str, str] = {}  # model name -> the file name matched to it
     for fname in tensors:
         mname = _model_name(fname, owners, renames)
         if mname is None:
             unexpected.append(fname)
             continue
-        first = taken.setdefault(id(_get(owners[mname][0])), fname)
+        first = taken.setdefault(mname, fname)
         if first != fname:
             raise ValueError(f"checkpoint tensors {first} and {fname} are both the model's {mname}: "
                              "the file holds two models (or one twice, under two names)")
@@ -315,7 +315,7 @@ def open_source(model: nn.Module, checkpoint: str | PathLike[str], device: torch
                          f"{', '.join(unexpected[:5])}")
     seen = {id(_get(owners[m][0])) for m in matched.values()}
     missing = [n for n, o in owners.items() if id(_get(o[0])) not in seen
-               and (_get(o[0]).device.type == "meta" or _persistent_buffer(o[0]))]
+               and (_get(o[0]).device.type == "meta" or (strict and _persistent_buffer(o[0])))]
     if missing:
         raise ValueError(f"{len(missing)} model tensors are not in the checkpoint: "
                          f"{', '.join(missing[:5])}")

@@ -342,3 +342,79 @@ def test_compiled_blocks_and_inference_tensor_weights_are_accepted() -> None:
     with torch.inference_mode():
         assert torch.equal(frozen(x), run(ref, x))
     swap.remove()
+
+
+class Aliased(nn.Module):
+    """One module under two names, and a buffer a forward assigns anew."""
+
+    def __init__(self, d: int = 32) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+        self.proj = self.fc
+        self.register_buffer("steps", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps = self.steps + 1
+        return torch.tanh(self.proj(x)) + self.steps
+
+
+def test_a_module_held_twice_and_a_reassigned_buffer() -> None:
+    torch.manual_seed(0)
+    model = CountingModel()
+    model.blocks = nn.ModuleList(Aliased() for _ in range(4))
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 32)
+    swap = apply_block_swap(model, blocks_to_swap=4, adaptive=False, **SMALL_VIDEO)
+    for _ in range(3):
+        assert torch.equal(run(model, x), run(ref, x))
+    sd = model.state_dict()
+    swap.remove()  # the engine's memory goes: both names' entries are copies
+    for k, v in ref.state_dict().items():
+        assert torch.equal(sd[k], v), k
+    assert float(model.blocks[0].steps) == 3.0
+
+
+def test_state_dict_from_another_thread_mid_forward_is_the_weights() -> None:
+    torch.manual_seed(0)
+    model = CountingModel()
+    model.blocks = nn.ModuleList(Sleepy() for _ in range(6))
+    ref = copy.deepcopy(model)
+    swap = apply_block_swap(model, blocks_to_swap=6, adaptive=False, **SMALL_VIDEO)
+    t = threading.Thread(target=lambda: run(model, torch.randn(2, 32)))
+    t.start()
+    time.sleep(0.17)  # inside block 3
+    sd = model.blocks[3].state_dict()
+    t.join()
+    swap.remove()
+    for k, v in ref.blocks[3].state_dict().items():
+        assert torch.equal(sd[k], v), k
+
+
+def test_new_data_before_remove_and_on_the_disk_tier() -> None:
+    model = tiny()
+    new = torch.randn_like(model.blocks[0].fc1.weight)
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    model.blocks[swap.streamed_blocks[0]].fc1.weight.data = new.clone()
+    swap.remove()  # no forward in between: the new data is kept
+    assert torch.equal(model.blocks[0].fc1.weight, new)
+    spilled = tiny()
+    swap = apply_block_swap(spilled, auto_hardware_tuning=False, blocks_to_swap=6, dram_mb=0.3,
+                            num_cuda_streams=1, **SMALL_VIDEO)
+    disk = swap.stats()["disk_blocks"]
+    assert disk
+    spilled.blocks[disk[0]].fc1.weight.data = new.clone()
+    with pytest.raises(ValueError, match=f"block {disk[0]} was given new weights while on the disk tier"):
+        run(spilled, torch.randn(3, 64))
+    swap.remove()
+    assert torch.equal(spilled.blocks[disk[0]].fc1.weight, new)  # still the user's
+
+
+def test_a_model_made_in_inference_mode_runs_after_remove() -> None:
+    with torch.inference_mode():
+        model = tiny()
+        ref = tiny()
+        x = torch.randn(3, 64)
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    swap.remove()
+    with torch.inference_mode():
+        assert torch.equal(model(x), ref(x))

@@ -454,7 +454,8 @@ def test_state_dict_reads_disk_tier_blocks_and_load_state_dict_refuses_them(tmp_
         got = model.state_dict()
         assert all(torch.equal(got[k], v) for k, v in sd.items())
         before = {k: v.clone() for k, v in got.items()}
-        with pytest.raises(ValueError, match="load_state_dict is not possible while blocks .* disk tier"):
+        with pytest.raises(ValueError, match="load_state_dict is not possible (while blocks .* disk tier"
+                                             "|on a file-backed model)"):
             model.load_state_dict(tiny(seed=1, d=256, n=4).state_dict())
         assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
         attached(model).remove()
@@ -480,3 +481,44 @@ def test_a_persistent_buffer_missing_from_the_file_is_reported(tmp_path: Path) -
     save_file(sd, str(path))
     with pytest.raises(ValueError, match="model tensors are not in the checkpoint: blocks.0.scale"):
         load_swapped(tiny_factory(), path, **SMALL_VIDEO)
+
+
+def test_tied_names_and_a_missing_buffer_when_not_strict(tmp_path: Path) -> None:
+    """A weight tied outside the blocks, saved under both its names (as
+    state_dict() saves it), loads; a persistent buffer the model computes
+    itself may be missing when strict=False, as with load_state_dict."""
+    def tied() -> TinyModel:
+        m = TinyModel(d=256, n=4)
+        m.out.weight = m.inp.weight
+        m.register_buffer("freqs", torch.arange(4.0))
+        return m
+
+    torch.manual_seed(0)
+    ref = tied()
+    x = torch.randn(2, 256)
+    path = tmp_path / "t.safetensors"
+    sd = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    save_file({k: v.clone() for k, v in sd.items()}, str(path))
+    model = load_swapped(tied, path, blocks_to_swap=2, **SMALL_VIDEO)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    attached(model).remove()
+    del sd["freqs"]
+    save_file({k: v.clone() for k, v in sd.items()}, str(path))
+    with pytest.raises(ValueError, match="not in the checkpoint: freqs"):
+        load_swapped(tied, path, blocks_to_swap=2, **SMALL_VIDEO)
+    model = load_swapped(tied, path, strict=False, blocks_to_swap=2, **SMALL_VIDEO)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    attached(model).remove()
+
+
+def test_load_state_dict_into_a_file_backed_model_is_refused(tmp_path: Path) -> None:
+    sd = tiny(d=256, n=4).state_dict()
+    path = tmp_path / "t.safetensors"
+    save_file(sd, str(path))
+    model = load_swapped(tiny_factory(), path, blocks_to_swap=2, **SMALL_VIDEO)
+    with pytest.raises(ValueError, match="load_state_dict is not possible on a file-backed model"):
+        model.load_state_dict(tiny(seed=1, d=256, n=4).state_dict())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+    attached(model).remove()
