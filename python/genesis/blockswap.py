@@ -259,16 +259,15 @@ class BlockSwap:
         self._lock = threading.RLock()  # one forward at a time: the slots are shared
         self._versions: dict[int, list[int]] = {}  # streamed block -> its host tensors' versions
         self._acquired = 0  # streamed blocks acquired in the current forward
-        # Views of engine memory are made as the weights were (a model made in
-        # inference mode computes only there); otherwise outside it, whatever
-        # mode the forward that makes them runs in.
-        self._inference_weights = any(p.is_inference() for p in model.parameters())
         self._warned_no_acquire = False
         # acquired block -> its slot views and their versions
         self._slot_versions: dict[int, tuple[list[torch.Tensor], list[int]]] = {}
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
+        # blocks whose weights were made in inference mode (see _view_mode)
+        self._inference_blocks = {b.index for b in self.packing.blocks
+                                  if any(s.get().is_inference() for s in b.slots)}
         unsupported = unsupported_tensors(self.packing)
         if unsupported:
             raise ValueError(f"block swapping cannot hold this model's blocks: {unsupported[0]}")
@@ -332,9 +331,11 @@ class BlockSwap:
         model.forward = _dynamo_disable(self._forward, recursive=False)
         self._instance_apply = model.__dict__.get("_apply")
         model._apply = self._apply_to_rest  # type: ignore[method-assign]
-        self._state_hooks = [model.register_load_state_dict_pre_hook(self._load_hook(self.packing.blocks))]
+        names = {id(m): n for n, m in model.named_modules()}
+        self._state_hooks = [model.register_load_state_dict_pre_hook(self._load_hook(
+            [(b, names[id(b.module)] + ".") for b in self.packing.blocks]))]
         for blk in self.packing.blocks:
-            self._state_hooks += [blk.module.register_load_state_dict_pre_hook(self._load_hook([blk])),
+            self._state_hooks += [blk.module.register_load_state_dict_pre_hook(self._load_hook([(blk, "")])),
                                   blk.module.register_state_dict_post_hook(self._state_dict_hook(blk))]
         setattr(model, _ATTACHED, self)
 
@@ -358,13 +359,19 @@ class BlockSwap:
             # before, maybe mid-forward in another thread (a slot's bytes).
             with self._lock:
                 host = self._host_views.get(blk.index)
+                if host is not None and blk.index not in self._held:
+                    self._take_replaced_data(blk, strict=False)
                 on_disk = blk.index in self._parked or (self.source is not None and not self.active)
                 real: list[torch.Tensor] | None = None
                 for key, value in list(state_dict.items()):
                     i = slot_of.get(key[len(prefix):]) if key.startswith(prefix) else None
                     if i is None or isinstance(value, nn.Parameter):
                         continue
-                    if host is not None:
+                    current = blk.slots[i].get()
+                    if host is not None and current.data_ptr() != host[i].data_ptr() and \
+                            blk.index not in self._held:  # new data of its own kind (see above)
+                        state_dict[key] = current.detach().to("cpu", copy=True)
+                    elif host is not None:
                         state_dict[key] = host[i].clone()
                     elif blk.index in self._device_addr:
                         state_dict[key] = blk.slots[i].get().to("cpu", copy=True)
@@ -382,14 +389,20 @@ class BlockSwap:
             return [loaded[n] for n in names]
         return self._slot_copy(blk)
 
-    def _load_hook(self, blocks: list[BlockPacking]) -> Callable[..., None]:
+    def _load_hook(self, scope: list[tuple[BlockPacking, str]]) -> Callable[..., None]:
         """Refuses, before anything is loaded, what load_state_dict cannot
-        do to a swapped model: assign=True (it would replace the Parameters
-        that point at libvram's memory, and the values would be lost), and
-        blocks on the disk tier (their placeholders take no values). A plain
-        load into engine-held blocks copies into their host copies."""
-        def hook(_module: nn.Module, _state_dict: Any, _prefix: str, local_metadata: dict[str, Any],
+        do to a swapped model's blocks (scope: each block and its key prefix
+        under the hooked module): assign=True (it would replace the
+        Parameters that point at libvram's memory, and the values would be
+        lost), blocks of a file-backed model (read from the file again at
+        park and remove), and blocks on the disk tier (their placeholders
+        take no values). A plain load into engine-held blocks copies into
+        their host copies; tensors outside the blocks load as usual."""
+        def hook(_module: nn.Module, state_dict: Any, prefix: str, local_metadata: dict[str, Any],
                  *_rest: Any) -> None:
+            blocks = [b for b, rel in scope if any(k.startswith(prefix + rel) for k in state_dict)]
+            if not blocks:
+                return
             if local_metadata.get("assign_to_params_buffers"):
                 raise ValueError("load_state_dict(assign=True) is not possible on a block-swapped "
                                  "model: use assign=False (the values are copied in), or call "
@@ -458,7 +471,7 @@ class BlockSwap:
                 if blk.index in streamed:
                     ptr = engine.host_ptr(blk.index)
                     if ptr:
-                        with torch.inference_mode(self._inference_weights):  # may be built in a forward
+                        with self._view_mode(blk):  # may be built in a forward
                             host_views[blk.index] = _typed_views(blk, _views.byte_view(
                                 ptr, blk.packed_bytes, torch.device("cpu")))
                     else:  # disk tier: spill file or model file, no host region
@@ -483,7 +496,7 @@ class BlockSwap:
             if blk.index in host_views:
                 self._point_host(blk)
             elif blk.index in addrs:
-                with torch.inference_mode(self._inference_weights):
+                with self._view_mode(blk):
                     self._point(blk, _typed_views(blk, _views.byte_view(
                         addrs[blk.index], blk.packed_bytes, self._engine_device())))
             elif blk.index in parked:
@@ -522,6 +535,12 @@ class BlockSwap:
         for s, v in zip(blk.slots, views):
             s.set(v)
 
+    def _view_mode(self, blk: BlockPacking) -> Any:
+        """Tensors over engine memory are made as the block's weights were:
+        in inference mode for weights made there (they compute only there),
+        otherwise outside it, whatever mode the forward making them runs in."""
+        return torch.inference_mode(blk.index in self._inference_blocks)
+
     def _point_host(self, blk: BlockPacking) -> None:
         """Points a streamed block at its host region and notes its tensors'
         versions: an in-place change after this (load_state_dict, a merged
@@ -534,36 +553,46 @@ class BlockSwap:
         place since they were pointed at, the engine copies them again; a
         parameter given new data (param.data = t, as some LoRA merges do) has
         it copied into the host region first."""
-        if blk.index in self._parked and any(s.is_param and not is_placeholder(s.get())
-                                             for s in blk.slots):
+        if blk.index in self._parked and any(self._users(s) for s in blk.slots):
             raise ValueError(f"block {blk.index} was given new weights while on the disk tier "
                              "(read from the model or spill file at each use): call .remove() "
                              "first, or load them into the model before apply_block_swap")
         seen = self._versions.get(blk.index)
         if seen is None:
             return
-        replaced = self._take_replaced_data(blk)
+        replaced = self._take_replaced_data(blk, strict=True)
         if replaced or any(_version(s.get()) != v for s, v in zip(blk.slots, seen)):
             assert self.engine is not None
             self.engine.invalidate(blk.index)
             self._versions[blk.index] = [_version(s.get()) for s in blk.slots]
 
-    def _take_replaced_data(self, blk: BlockPacking) -> bool:
+    def _take_replaced_data(self, blk: BlockPacking, strict: bool) -> bool:
         """Copies into a streamed block's host region the parameters given
-        new data since they were pointed at it; True when there were any."""
+        new data since they were pointed at it; True when there were any.
+        New data of another dtype or shape cannot stream: strict (a forward)
+        raises, otherwise it stays the parameter's (remove, state_dict)."""
         host = self._host_views[blk.index]
         replaced = [i for i, (s, v) in enumerate(zip(blk.slots, host))
                     if s.is_param and s.get().data_ptr() != v.data_ptr()]
         for i in replaced:
             new, s = blk.slots[i].get().detach(), blk.slots[i]
             if new.dtype != s.dtype or tuple(new.shape) != s.shape:
+                if not strict:
+                    continue
                 raise ValueError(f"block {blk.index} {s.name} was given {new.dtype} {list(new.shape)} "
                                  f"data; block swapping holds it as {s.dtype} {list(s.shape)}")
             with torch.no_grad():
                 host[i].copy_(new)
-        if replaced:
-            self._point(blk, host)
+            s.set(host[i])
         return bool(replaced)
+
+    def _users(self, s: Any) -> bool:
+        """A disk-tier block's parameter holds a tensor the user gave it: not
+        its placeholder, not empty, not a view of a slot."""
+        t = s.get()
+        if not s.is_param or s.nbytes == 0 or is_placeholder(t):
+            return False
+        return all(t.data_ptr() != v.data_ptr() for views in self._slot_views.values() for v in views)
 
     def refresh(self) -> None:
         """Tells the engine that weights changed where tensor versions do
@@ -587,9 +616,7 @@ class BlockSwap:
             if s.is_param or (now is view and _version(now) == before):
                 continue
             if now.dtype != s.dtype or tuple(now.shape) != s.shape:
-                raise ValueError(f"block {blk.index} buffer {s.name} became {now.dtype} "
-                                 f"{list(now.shape)} in its forward; block swapping holds it as "
-                                 f"{s.dtype} {list(s.shape)}")
+                continue  # a cache rebuilt at another size: the block makes it again
             with torch.no_grad():
                 v.copy_(now)
 
@@ -616,9 +643,9 @@ class BlockSwap:
         back (its spill-file copy through a failing engine) is parked, never
         left pointing into the engine, and the error is raised at the end."""
         failed: list[str] = []
-        # the copies outlive a generation's inference mode (a model made in it keeps it)
-        with torch.inference_mode(self._inference_weights):
-            for blk in self.packing.blocks:
+        for blk in self.packing.blocks:
+            # the copies outlive a generation's inference mode (weights made in it keep it)
+            with self._view_mode(blk):
                 self._materialize_block(blk, failed)
         self._host_views, self._device_addr, self._slot_views = {}, {}, {}
         self._versions, self._slot_versions = {}, {}
@@ -640,17 +667,19 @@ class BlockSwap:
         try:
             if blk.index in self._parked:
                 # new weights a user gave a disk-tier block stay theirs
-                kept = [s.get() if s.is_param and not is_placeholder(s.get()) else None
-                        for s in blk.slots]
+                kept = [s.get() if self._users(s) else None for s in blk.slots]
                 copies = [k if k is not None else t for k, t in zip(kept, self._slot_copy(blk))]
             else:
+                kept = [None] * len(blk.slots)
                 if blk.index in self._host_views:
-                    self._take_replaced_data(blk)
+                    self._take_replaced_data(blk, strict=False)
+                    kept = [s.get() if s.is_param and s.get().data_ptr() != v.data_ptr() else None
+                            for s, v in zip(blk.slots, self._host_views[blk.index])]
                 views = self._host_views.get(blk.index)
                 if views is None:
                     views = _typed_views(blk, _views.byte_view(
                         self._device_addr[blk.index], blk.packed_bytes, self._engine_device()))
-                copies = [v.to("cpu", copy=True) for v in views]
+                copies = [k if k is not None else v.to("cpu", copy=True) for k, v in zip(kept, views)]
         except Exception as e:  # noqa: BLE001 - any failure: park, report at the end
             self._park(blk)
             failed.append(f"block {blk.index}: {e}")
@@ -842,7 +871,7 @@ class BlockSwap:
                 self._acquired += 1
                 views = self._slot_views.get((blk.index, addr))
                 if views is None:
-                    with torch.inference_mode(self._inference_weights):  # they outlive this forward
+                    with self._view_mode(blk):  # they outlive this forward
                         views = self._slot_views[(blk.index, addr)] = _typed_views(
                             blk, _views.byte_view(addr, blk.packed_bytes, self._engine_device()))
                 self._point(blk, views)
@@ -867,13 +896,15 @@ class BlockSwap:
         assert self.engine is not None
         self._held.discard(blk.index)
         in_slot = self._slot_versions.pop(blk.index, None)
-        if in_slot is not None:
-            self._keep_buffer_updates(blk, in_slot)
-        self.engine.release(blk.index, self._stream())
-        if blk.index in self._host_views:
-            self._point_host(blk)
-        else:
-            self._park(blk)
+        try:
+            if in_slot is not None:
+                self._keep_buffer_updates(blk, in_slot)
+            self.engine.release(blk.index, self._stream())
+        finally:  # never left pointing into a slot, even when release fails
+            if blk.index in self._host_views:
+                self._point_host(blk)
+            else:
+                self._park(blk)
 
     def _release_held(self) -> None:
         """After an exception inside blocks (their post-hooks never ran):

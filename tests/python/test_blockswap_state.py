@@ -418,3 +418,74 @@ def test_a_model_made_in_inference_mode_runs_after_remove() -> None:
     swap.remove()
     with torch.inference_mode():
         assert torch.equal(model(x), ref(x))
+
+
+def test_state_dict_and_remove_after_new_data_of_any_kind() -> None:
+    model = tiny()
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    b = swap.streamed_blocks[0]
+    new = torch.randn_like(model.blocks[b].fc1.weight)
+    model.blocks[b].fc1.weight.data = new.clone()  # no forward in between
+    assert torch.equal(model.state_dict()[f"blocks.{b}.fc1.weight"], new)
+    wide = model.blocks[b].fc2.weight.data.to(torch.float64)  # cannot stream: kept at remove
+    model.blocks[b].fc2.weight.data = wide
+    swap.remove()
+    assert torch.equal(model.blocks[b].fc1.weight, new)
+    assert model.blocks[b].fc2.weight.dtype == torch.float64 and torch.equal(model.blocks[b].fc2.weight, wide)
+
+
+class Rope(nn.Module):
+    """A cache a forward rebuilds at a larger shape (as rotary embeddings
+    do), and an empty parameter (a device tracker)."""
+
+    def __init__(self, d: int = 32) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+        self.tracker = nn.Parameter(torch.empty(0))
+        self.register_buffer("cache", torch.zeros(1, d), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cache.shape[0] < x.shape[0]:
+            self.cache = torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape) / 100
+        return torch.tanh(self.fc(x)) + self.cache[: x.shape[0]]
+
+
+def test_a_cache_rebuilt_at_another_shape_and_empty_parameters_on_the_disk_tier() -> None:
+    torch.manual_seed(0)
+    model = CountingModel()
+    model.blocks = nn.ModuleList(Rope() for _ in range(4))
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 32)
+    swap = apply_block_swap(model, auto_hardware_tuning=False, blocks_to_swap=4, dram_mb=0.01,
+                            adaptive=False, num_cuda_streams=1, **SMALL_VIDEO)
+    assert swap.stats()["disk_blocks"]
+    for _ in range(3):
+        assert torch.equal(run(model, x), run(ref, x))
+    assert swap.active and live_swaps() == [swap]
+    swap.remove()
+
+
+@pytest.mark.parametrize("fail_at", [6, 11])
+def test_a_copy_failing_on_the_disk_tier_leaves_no_weight_in_a_slot(fail_at: int) -> None:
+    model = tiny()
+    ref = copy.deepcopy(model)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, auto_hardware_tuning=False, blocks_to_swap=6, dram_mb=0.3,
+                            adaptive=False, num_cuda_streams=1,
+                            engine_options={"fail_copy_at": fail_at, "slot_count": 2}, **SMALL_VIDEO)
+    with pytest.warns(RuntimeWarning):
+        for _ in range(2):
+            assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_only_block_weights_made_in_inference_mode_stay_inference_tensors() -> None:
+    model = tiny()
+    with torch.inference_mode():
+        model.extra = nn.Parameter(torch.ones(3))  # outside the blocks
+    swap = apply_block_swap(model, blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    swap.remove()
+    assert not any(p.is_inference() for p in model.blocks.parameters())
+    model.blocks[0].load_state_dict(tiny(seed=1).blocks[0].state_dict())

@@ -522,3 +522,17 @@ def test_load_state_dict_into_a_file_backed_model_is_refused(tmp_path: Path) -> 
         model.load_state_dict(tiny(seed=1, d=256, n=4).state_dict())
     assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
     attached(model).remove()
+
+
+def test_a_file_backed_model_loads_tensors_outside_its_blocks(tmp_path: Path) -> None:
+    ref = tiny(d=256, n=4)
+    path = tmp_path / "t.safetensors"
+    save_file(ref.state_dict(), str(path))
+    model = load_swapped(tiny_factory(), path, blocks_to_swap=2, **SMALL_VIDEO)
+    head = tiny(seed=1, d=256, n=4).out
+    model.load_state_dict({"out.weight": head.weight, "out.bias": head.bias}, strict=False)
+    ref.out.load_state_dict(head.state_dict())
+    x = torch.randn(2, 256)
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+    attached(model).remove()
