@@ -28,7 +28,8 @@ LoRA) land in the host copy, and the next acquire copies the block again
 (tensor versions tell; a parameter given new .data is copied in; an edit
 in place through .data shows in no version: call refresh()); buffers a
 forward updates (running statistics, a counter) are copied back from the
-slot. state_dict() gives CPU copies of engine-held tensors, read back from
+slot (a buffer a block replaces at another size is refused: a block's
+tensors have fixed sizes in its packing). state_dict() gives CPU copies of engine-held tensors, read back from
 the disk tier where they lie there (the engine's memory goes at remove,
 park or a re-plan; edit the model, not the copies; keep_vars=True gives
 the Parameters, which stay valid). New weights for a disk-tier block, and
@@ -267,7 +268,7 @@ class BlockSwap:
         self.packing: ModelPacking = pack_model(model, block_attr)
         # blocks whose weights were made in inference mode (see _view_mode)
         self._inference_blocks = {b.index for b in self.packing.blocks
-                                  if any(s.get().is_inference() for s in b.slots)}
+                                  if any(s.is_param and s.get().is_inference() for s in b.slots)}
         unsupported = unsupported_tensors(self.packing)
         if unsupported:
             raise ValueError(f"block swapping cannot hold this model's blocks: {unsupported[0]}")
@@ -332,8 +333,9 @@ class BlockSwap:
         self._instance_apply = model.__dict__.get("_apply")
         model._apply = self._apply_to_rest  # type: ignore[method-assign]
         names = {id(m): n for n, m in model.named_modules()}
+        # (a block of an inner model the model does not register has only its own hook)
         self._state_hooks = [model.register_load_state_dict_pre_hook(self._load_hook(
-            [(b, names[id(b.module)] + ".") for b in self.packing.blocks]))]
+            [(b, names[id(b.module)] + ".") for b in self.packing.blocks if id(b.module) in names]))]
         for blk in self.packing.blocks:
             self._state_hooks += [blk.module.register_load_state_dict_pre_hook(self._load_hook([(blk, "")])),
                                   blk.module.register_state_dict_post_hook(self._state_dict_hook(blk))]
@@ -359,8 +361,6 @@ class BlockSwap:
             # before, maybe mid-forward in another thread (a slot's bytes).
             with self._lock:
                 host = self._host_views.get(blk.index)
-                if host is not None and blk.index not in self._held:
-                    self._take_replaced_data(blk, strict=False)
                 on_disk = blk.index in self._parked or (self.source is not None and not self.active)
                 real: list[torch.Tensor] | None = None
                 for key, value in list(state_dict.items()):
@@ -608,17 +608,23 @@ class BlockSwap:
         """After a streamed block's forward: buffers it changed in place (a
         norm's running statistics) or assigned anew (self.steps = self.steps
         + 1) are copied into its host region, which the block points at
-        again after the release."""
+        again after the release (a disk-tier block has no host region: its
+        in-place updates are lost)."""
         host = self._host_views.get(blk.index)
         views, versions = in_slot
-        for s, v, view, before in zip(blk.slots, host or [], views, versions):
+        for i, (s, view, before) in enumerate(zip(blk.slots, views, versions)):
             now = s.get()
             if s.is_param or (now is view and _version(now) == before):
                 continue
             if now.dtype != s.dtype or tuple(now.shape) != s.shape:
-                continue  # a cache rebuilt at another size: the block makes it again
-            with torch.no_grad():
-                v.copy_(now)
+                raise ValueError(
+                    f"block {blk.index} replaced its buffer {s.name} ({s.dtype} {list(s.shape)}) with "
+                    f"{now.dtype} {list(now.shape)} in its forward: block swapping holds a block's "
+                    "tensors at fixed sizes; keep that buffer outside the blocks, or leave this "
+                    "model unswapped")
+            if host is not None:
+                with torch.no_grad():
+                    host[i].copy_(now)
 
     @staticmethod
     def _park(blk: BlockPacking) -> None:
@@ -897,10 +903,12 @@ class BlockSwap:
         self._held.discard(blk.index)
         in_slot = self._slot_versions.pop(blk.index, None)
         try:
-            if in_slot is not None:
-                self._keep_buffer_updates(blk, in_slot)
-            self.engine.release(blk.index, self._stream())
-        finally:  # never left pointing into a slot, even when release fails
+            try:
+                if in_slot is not None:
+                    self._keep_buffer_updates(blk, in_slot)
+            finally:
+                self.engine.release(blk.index, self._stream())
+        finally:  # never left acquired or pointing into a slot
             if blk.index in self._host_views:
                 self._point_host(blk)
             else:

@@ -446,22 +446,28 @@ class Rope(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.cache.shape[0] < x.shape[0]:
-            self.cache = torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape) / 100
+            self.cache = torch.arange(x.numel(), dtype=torch.float32).reshape(x.shape) / x.shape[0]
         return torch.tanh(self.fc(x)) + self.cache[: x.shape[0]]
 
 
-def test_a_cache_rebuilt_at_another_shape_and_empty_parameters_on_the_disk_tier() -> None:
+def test_empty_parameters_on_the_disk_tier_and_a_cache_rebuilt_at_another_shape() -> None:
+    """A buffer a block replaces at another size cannot live in the block's
+    fixed packing: refused with a message naming it, the block released,
+    and the swap still serving blocks that keep their sizes."""
     torch.manual_seed(0)
     model = CountingModel()
     model.blocks = nn.ModuleList(Rope() for _ in range(4))
     ref = copy.deepcopy(model)
-    x = torch.randn(3, 32)
     swap = apply_block_swap(model, auto_hardware_tuning=False, blocks_to_swap=4, dram_mb=0.01,
                             adaptive=False, num_cuda_streams=1, **SMALL_VIDEO)
     assert swap.stats()["disk_blocks"]
-    for _ in range(3):
-        assert torch.equal(run(model, x), run(ref, x))
-    assert swap.active and live_swaps() == [swap]
+    one = torch.randn(1, 32)
+    for _ in range(2):  # the cache keeps its size: runs (empty trackers included)
+        assert torch.equal(run(model, one), run(ref, one))
+    with pytest.raises(ValueError, match=r"block 0 replaced its buffer cache .* fixed sizes"):
+        run(model, torch.randn(3, 32))
+    assert swap.active and swap._held == set()
+    assert torch.equal(run(model, one), run(ref, one))
     swap.remove()
 
 
@@ -489,3 +495,69 @@ def test_only_block_weights_made_in_inference_mode_stay_inference_tensors() -> N
     swap.remove()
     assert not any(p.is_inference() for p in model.blocks.parameters())
     model.blocks[0].load_state_dict(tiny(seed=1).blocks[0].state_dict())
+
+
+class Stepping(nn.Module):
+    def __init__(self, d: int = 32) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+        self.register_buffer("steps", torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps = self.steps + 1
+        return torch.tanh(self.fc(x)) * self.steps
+
+
+def test_a_buffer_made_in_inference_mode_leaves_the_weights_as_they_were() -> None:
+    """A counter a warm-up run advanced under inference_mode is an
+    inference tensor; the block's weights are not, and stay usable for
+    training after remove()."""
+    torch.manual_seed(0)
+    model = CountingModel()
+    model.blocks = nn.ModuleList(Stepping() for _ in range(4))
+    with torch.inference_mode():
+        model(torch.randn(2, 32))
+    ref = copy.deepcopy(model)
+    x = torch.randn(2, 32)
+    swap = apply_block_swap(model, blocks_to_swap=4, adaptive=False, **SMALL_VIDEO)
+    for _ in range(2):
+        assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    assert not any(p.is_inference() for p in model.parameters())
+    model(x).sum().backward()
+
+
+def test_new_data_in_a_model_made_in_inference_mode() -> None:
+    with torch.inference_mode():
+        model = tiny()
+        ref = tiny()
+        x = torch.randn(3, 64)
+        new = torch.randn_like(ref.blocks[0].fc1.weight)
+    swap = apply_block_swap(model, blocks_to_swap=6, adaptive=False, **SMALL_VIDEO)
+    with torch.inference_mode():
+        model(x)
+        swap.engine.synchronize()
+        for m in (model, ref):
+            m.blocks[0].fc1.weight.data = new.clone()
+    assert torch.equal(model.state_dict()["blocks.0.fc1.weight"], new)  # outside inference mode
+    with torch.inference_mode():
+        assert torch.equal(model(x), ref(x))
+    swap.remove()
+
+
+def test_blocks_of_an_inner_model_the_model_does_not_register() -> None:
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            object.__setattr__(self, "inner", tiny())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    model = Outer()
+    ref = copy.deepcopy(model.inner)
+    x = torch.randn(3, 64)
+    swap = apply_block_swap(model, block_attr="inner.blocks", blocks_to_swap=3, adaptive=False, **SMALL_VIDEO)
+    assert torch.equal(run(model, x), run(ref, x))
+    swap.remove()
+    assert live_swaps() == []
