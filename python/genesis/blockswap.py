@@ -75,10 +75,11 @@ cancelled generation must leave none).
 from __future__ import annotations
 
 import logging
-import time
 import threading
+import time
 import warnings
 import weakref
+from collections import defaultdict
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -262,7 +263,7 @@ class BlockSwap:
         self._acquired = 0  # streamed blocks acquired in the current forward
         self._warned_no_acquire = False
         # acquired block -> its slot views and their versions
-        self._slot_versions: dict[int, tuple[list[torch.Tensor], list[int]]] = {}
+        self._in_slot: dict[int, tuple[list[torch.Tensor], list[int]]] = {}
 
         # Everything that can fail on bad input happens before the model is touched.
         self.packing: ModelPacking = pack_model(model, block_attr)
@@ -349,12 +350,11 @@ class BlockSwap:
         holding torch's own tensors give them as usual; keep_vars=True gives
         the Parameters themselves. Edit the model (or load_state_dict), not
         the copies."""
-        slot_of: dict[str, int] = {}  # every name of each tensor (a module held twice: both)
+        module_names: dict[int, list[str]] = defaultdict(list)  # a module held twice: both names
         for mod_name, mod in blk.module.named_modules(remove_duplicate=False):
-            for i, s in enumerate(blk.slots):
-                for m, a in s.owners:
-                    if m is mod:
-                        slot_of[f"{mod_name}.{a}".lstrip(".")] = i
+            module_names[id(mod)].append(mod_name)
+        slot_of = {f"{n}.{a}".lstrip("."): i for i, s in enumerate(blk.slots)
+                   for m, a in s.owners for n in module_names[id(m)]}
 
         def hook(_module: nn.Module, state_dict: dict[str, Any], prefix: str, _meta: Any) -> None:
             # Under the lock, from the engine's copy: torch read the entries
@@ -374,8 +374,8 @@ class BlockSwap:
                     elif host is not None:
                         state_dict[key] = host[i].clone()
                     elif blk.index in self._device_addr:
-                        state_dict[key] = blk.slots[i].get().to("cpu", copy=True)
-                    elif on_disk and is_placeholder(blk.slots[i].get()):
+                        state_dict[key] = current.to("cpu", copy=True)
+                    elif on_disk and is_placeholder(current):
                         if real is None:
                             real = self._read_back(blk)
                         state_dict[key] = real[i]
@@ -384,7 +384,7 @@ class BlockSwap:
     def _read_back(self, blk: BlockPacking) -> list[torch.Tensor]:
         """CPU copies of a disk-tier block's tensors."""
         if self.source is not None:
-            names = [self.source._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
+            names = self.source.block_names(blk)
             loaded = self.source.read(names, torch.device("cpu"))
             return [loaded[n] for n in names]
         return self._slot_copy(blk)
@@ -553,7 +553,7 @@ class BlockSwap:
         place since they were pointed at, the engine copies them again; a
         parameter given new data (param.data = t, as some LoRA merges do) has
         it copied into the host region first."""
-        if blk.index in self._parked and any(self._users(s) for s in blk.slots):
+        if blk.index in self._parked and any(self._given_by_user(s) for s in blk.slots):
             raise ValueError(f"block {blk.index} was given new weights while on the disk tier "
                              "(read from the model or spill file at each use): call .remove() "
                              "first, or load them into the model before apply_block_swap")
@@ -566,14 +566,19 @@ class BlockSwap:
             self.engine.invalidate(blk.index)
             self._versions[blk.index] = [_version(s.get()) for s in blk.slots]
 
+    def _replaced(self, blk: BlockPacking) -> list[int]:
+        """A streamed block's parameters given new data since they were
+        pointed at its host region (param.data = t)."""
+        return [i for i, (s, v) in enumerate(zip(blk.slots, self._host_views[blk.index]))
+                if s.is_param and s.get().data_ptr() != v.data_ptr()]
+
     def _take_replaced_data(self, blk: BlockPacking, strict: bool) -> bool:
         """Copies into a streamed block's host region the parameters given
         new data since they were pointed at it; True when there were any.
         New data of another dtype or shape cannot stream: strict (a forward)
         raises, otherwise it stays the parameter's (remove, state_dict)."""
         host = self._host_views[blk.index]
-        replaced = [i for i, (s, v) in enumerate(zip(blk.slots, host))
-                    if s.is_param and s.get().data_ptr() != v.data_ptr()]
+        replaced = self._replaced(blk)
         for i in replaced:
             new, s = blk.slots[i].get().detach(), blk.slots[i]
             if new.dtype != s.dtype or tuple(new.shape) != s.shape:
@@ -586,7 +591,7 @@ class BlockSwap:
             s.set(host[i])
         return bool(replaced)
 
-    def _users(self, s: Any) -> bool:
+    def _given_by_user(self, s: Any) -> bool:
         """A disk-tier block's parameter holds a tensor the user gave it: not
         its placeholder, not empty, not a view of a slot."""
         t = s.get()
@@ -654,7 +659,7 @@ class BlockSwap:
             with self._view_mode(blk):
                 self._materialize_block(blk, failed)
         self._host_views, self._device_addr, self._slot_views = {}, {}, {}
-        self._versions, self._slot_versions = {}, {}
+        self._versions, self._in_slot = {}, {}
         self._streamed, self._parked = set(), set()
         if failed:
             self._broken = ("genesis block swap: the weights of some blocks could not be read back "
@@ -673,14 +678,14 @@ class BlockSwap:
         try:
             if blk.index in self._parked:
                 # new weights a user gave a disk-tier block stay theirs
-                kept = [s.get() if self._users(s) else None for s in blk.slots]
+                kept = [s.get() if self._given_by_user(s) else None for s in blk.slots]
                 copies = [k if k is not None else t for k, t in zip(kept, self._slot_copy(blk))]
             else:
                 kept = [None] * len(blk.slots)
                 if blk.index in self._host_views:
                     self._take_replaced_data(blk, strict=False)
-                    kept = [s.get() if s.is_param and s.get().data_ptr() != v.data_ptr() else None
-                            for s, v in zip(blk.slots, self._host_views[blk.index])]
+                    for i in self._replaced(blk):  # new data of another kind stays the parameter's
+                        kept[i] = blk.slots[i].get()
                 views = self._host_views.get(blk.index)
                 if views is None:
                     views = _typed_views(blk, _views.byte_view(
@@ -881,7 +886,7 @@ class BlockSwap:
                         views = self._slot_views[(blk.index, addr)] = _typed_views(
                             blk, _views.byte_view(addr, blk.packed_bytes, self._engine_device()))
                 self._point(blk, views)
-                self._slot_versions[blk.index] = (views, [_version(v) for v in views])
+                self._in_slot[blk.index] = (views, [_version(v) for v in views])
             if self._timer is not None:  # compute only, after the copy wait
                 self._timer.start(blk.index)
         return pre
@@ -901,7 +906,7 @@ class BlockSwap:
         parameters point at its host region again (or at placeholders)."""
         assert self.engine is not None
         self._held.discard(blk.index)
-        in_slot = self._slot_versions.pop(blk.index, None)
+        in_slot = self._in_slot.pop(blk.index, None)
         try:
             try:
                 if in_slot is not None:

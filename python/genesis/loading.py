@@ -46,7 +46,7 @@ from torch import nn
 
 from .blockswap import apply_block_swap
 from .devices import resolve_device
-from .modelinfo import SAFETENSORS_DTYPES, ModelPacking, placeholder
+from .modelinfo import SAFETENSORS_DTYPES, BlockPacking, ModelPacking, placeholder
 from .vram import Layout
 
 # As libvram's layout strips them (src/layout.c, model_prefixes).
@@ -264,6 +264,10 @@ class FileSource:
                     out[n] = t.clone() if t.device.type == "cpu" else t
         return out
 
+    def block_names(self, blk: BlockPacking) -> list[str]:
+        """The file names of a block's tensors, in its packing's order."""
+        return [self._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
+
     def check_files(self) -> None:
         """StateError when a model file changed since its layout was read."""
         for index in range(int(self.layout.info()["file_count"])):
@@ -273,8 +277,7 @@ class FileSource:
         """Every block's tensors as ordinary torch tensors on `device`: the
         model is no longer file-backed. All are read before any is set, so
         a failing read leaves the blocks as they were."""
-        names = {blk.index: [self._file_name(m, a, s.name) for s in blk.slots for m, a in s.owners[:1]]
-                 for blk in packing.blocks}
+        names = {blk.index: self.block_names(blk) for blk in packing.blocks}
         loaded = self.read([n for group in names.values() for n in group], device)
         for blk in packing.blocks:
             for slot, name in zip(blk.slots, names[blk.index]):
